@@ -1,0 +1,103 @@
+// Package cluster defines what a provider creates: a Kubernetes cluster of
+// real nodes, reachable through a kubeconfig, whose nodes can run commands.
+// Providers: kind (nodes are containers of the host's arch), qemu (arm64 VMs).
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Label marks every Docker object cnimatrix creates, so leftovers can be found.
+const Label = "io.cnimatrix.run"
+
+// NamePrefix starts the name of every cluster cnimatrix creates.
+const NamePrefix = "cnimatrix-"
+
+// Role of a node.
+type Role string
+
+const (
+	ControlPlane Role = "control-plane"
+	Worker       Role = "worker"
+)
+
+// NodeSpec asks for one node.
+type NodeSpec struct {
+	Role Role
+	Arch string // "amd64" | "arm64"
+}
+
+// Mirror is a registry that nodes use in place of upstream registries.
+type Mirror struct {
+	// Endpoint is the mirror's base URL as seen from the nodes, e.g. http://172.18.0.1:41234.
+	Endpoint string
+	// Upstreams are the registry hosts it stands in for (docker.io, quay.io, registry.k8s.io).
+	// Images of upstream U are served under the path prefix U/ (e.g. /v2/docker.io/calico/node).
+	Upstreams []string
+}
+
+// Spec is what to create.
+type Spec struct {
+	Name              string // must start with NamePrefix
+	KubernetesVersion string // e.g. v1.37.2
+	Nodes             []NodeSpec
+	NodeImage         string // provider-specific node image reference (kind: a docker image)
+	PodSubnet         string // e.g. 10.244.0.0/16
+	ServiceSubnet     string // e.g. 10.96.0.0/16
+	Network           string // docker network the nodes join
+	Mirror            *Mirror
+	// WorkDir holds files the provider writes for this cluster (kubeconfig, registry config).
+	WorkDir string
+}
+
+// Node is one machine of a created cluster.
+type Node struct {
+	Name       string // Kubernetes node name
+	Role       Role
+	Arch       string
+	InternalIP string
+	Exec       Execer
+}
+
+// Execer runs a command on a node.
+type Execer interface {
+	// Run runs argv on the node; stdout and stderr may be nil.
+	Run(ctx context.Context, stdout, stderr io.Writer, argv ...string) error
+}
+
+// Cluster is a created cluster.
+type Cluster struct {
+	Name       string
+	Provider   string
+	Kubeconfig []byte // for the host (API server reachable from here)
+	Nodes      []Node
+}
+
+// RESTConfig returns a client config for the cluster.
+func (c *Cluster) RESTConfig() (*rest.Config, error) {
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(c.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig of %s: %w", c.Name, err)
+	}
+	cfg.QPS, cfg.Burst = 50, 100
+	return cfg, nil
+}
+
+// Provider creates and deletes clusters.
+type Provider interface {
+	// Name is the provider's name as scenarios spell it ("kind", "qemu").
+	Name() string
+	// Create creates the cluster and returns when its API server answers.
+	// On error, whatever was created is deleted before returning.
+	Create(ctx context.Context, spec Spec) (*Cluster, error)
+	// Delete deletes the cluster and everything the provider created for it.
+	// Deleting a cluster that does not exist is not an error.
+	Delete(ctx context.Context, name string) error
+	// List returns the names of clusters of this provider that cnimatrix created.
+	List(ctx context.Context) ([]string, error)
+}
