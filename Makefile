@@ -1,0 +1,52 @@
+# cnimatrix: the verbs. `make help` lists them.
+SHELL := /bin/bash
+GO ?= go
+export GOFLAGS ?= -buildvcs=false
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+OUT ?= _out
+SCENARIO ?= scenarios/offline-flannel.yaml
+GINKGO_FLAGS ?=
+
+.PHONY: help setup build test test-unit test-e2e test-short e2e images matrix lint gc clean
+
+help: ## list the verbs
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+setup: ## install and start what the tests need (Docker engine, binfmt, qemu, mmdebstrap); needs root
+	@bash hack/setup-host.sh
+
+build: ## build bin/cnimatrix
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/cnimatrix ./cmd/cnimatrix
+
+test: setup test-unit test-e2e ## unit and integration tests, then the real offline e2e (clusters, CNI, checks, matrix)
+
+test-unit: ## every package's tests except the e2e suite (integration tests use Docker)
+	$(GO) test -p 1 -timeout 60m $$($(GO) list ./... | grep -v /e2e)
+
+test-e2e: ## the e2e suite: default scenario + negative self-tests, matrix asserted (needs Docker)
+	$(GO) test -timeout 170m -v ./e2e/ -ginkgo.v $(GINKGO_FLAGS)
+
+test-short: ## fast tests only: no Docker, no cluster
+	$(GO) test -short ./...
+
+e2e: setup ## the main job: run the default scenario through the Ginkgo suite and write the matrix to $(OUT)/e2e
+	CNIMATRIX_SCENARIOS=$(SCENARIO) CNIMATRIX_OUT=$(CURDIR)/$(OUT)/e2e $(GO) test -timeout 170m -v ./e2e/ -ginkgo.v $(GINKGO_FLAGS)
+	@echo; cat $(OUT)/e2e/matrix.md | head -20
+
+images: setup build ## build every image the default scenario needs (cached by content)
+	bin/cnimatrix images build
+
+matrix: setup build ## run SCENARIO=... with the CLI and write the matrix to $(OUT)
+	bin/cnimatrix run $(SCENARIO) --out $(OUT)
+
+lint: ## gofmt, go vet, staticcheck
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+gc: build ## delete clusters and networks that earlier runs left behind
+	bin/cnimatrix gc
+
+clean: ## remove build output (not the image cache)
+	rm -rf bin $(OUT)

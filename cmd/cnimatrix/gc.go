@@ -1,0 +1,24 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	kindprov "github.com/cnimatrix/cnimatrix/internal/cluster/kind"
+	"github.com/cnimatrix/cnimatrix/internal/logx"
+)
+
+func newGCCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "gc",
+		Short: "Delete clusters and networks that earlier runs left (e.g. with --keep)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			log := logx.Stderr(g.verbose)
+			if err := kindprov.CheckDocker(ctx); err != nil {
+				return usageError{err}
+			}
+			return kindprov.GC(ctx, log)
+		},
+	}
+}

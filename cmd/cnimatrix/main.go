@@ -1,0 +1,108 @@
+// Command cnimatrix answers: does CNI version X work on Kubernetes version Y
+// on arch Z? It builds everything offline, creates real clusters, installs
+// the CNI, checks it and writes a compatibility matrix.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK       = 0
+	exitFailed   = 1 // the run completed and some cell did not have its expected outcome
+	exitBadInput = 2 // bad scenario, unknown version, missing Docker engine, bad flags
+)
+
+// usageError marks errors that are the user's input, exit status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func badInput(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// failedError means the run finished but the matrix is not all as expected.
+type failedError struct{ msg string }
+
+func (e failedError) Error() string { return e.msg }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRoot()
+	err := root.ExecuteContext(ctx)
+	os.Exit(exitCode(err))
+}
+
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(os.Stderr, "cnimatrix:", err)
+	var u usageError
+	var f failedError
+	switch {
+	case errors.As(err, &u):
+		return exitBadInput
+	case errors.As(err, &f):
+		return exitFailed
+	}
+	return exitFailed
+}
+
+type globalFlags struct {
+	verbose  bool
+	cacheDir string
+}
+
+func newRoot() *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:   "cnimatrix",
+		Short: "Test CNI versions on Kubernetes versions and architectures; write a compatibility matrix",
+		Long: `cnimatrix answers one question: does CNI version X work on Kubernetes version Y on
+arch Z (amd64 or arm64)? For every cell of a scenario it creates a real cluster,
+installs the CNI, checks that nodes and CNI pods are Ready and that nginx is
+reachable across nodes (pod IP, ClusterIP, DNS name, NodePort), and records a
+pass/fail matrix with the evidence behind each verdict.
+
+Everything runs offline: Kubernetes, the node images, the workloads and the
+offline CNI are built locally from the Go module proxy and Debian packages and
+served to the nodes from a local registry.
+
+Exit status: 0 all cells as expected, 1 some cell not as expected,
+2 bad input (scenario, version, flags) or a missing Docker engine.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "print detail lines, not only one line per phase")
+	root.PersistentFlags().StringVar(&g.cacheDir, "cache", "", "build cache directory (default $CNIMATRIX_CACHE or ~/.cache/cnimatrix)")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newRunCmd(g), newReportCmd(), newImagesCmd(g), newVersionCmd(), newGCCmd(g))
+	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the cnimatrix version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(cmd.OutOrStdout(), "cnimatrix", version)
+			return nil
+		},
+	}
+}

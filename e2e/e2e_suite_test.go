@@ -1,0 +1,245 @@
+// Package e2e is the Ginkgo shell over the engine: one spec per matrix cell,
+// labelled cni:…, version:…, k8s:…, arch:…, provider:…, so --label-filter
+// picks cells. The matrix is written once, after the suite, from the results
+// every spec attached to its report.
+package e2e
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	"github.com/onsi/ginkgo/v2/types"
+	. "github.com/onsi/gomega"
+
+	"github.com/cnimatrix/cnimatrix/internal/catalog"
+	"github.com/cnimatrix/cnimatrix/internal/engine"
+	"github.com/cnimatrix/cnimatrix/internal/images"
+	"github.com/cnimatrix/cnimatrix/internal/logx"
+	"github.com/cnimatrix/cnimatrix/internal/matrix"
+	"github.com/cnimatrix/cnimatrix/internal/report"
+	"github.com/cnimatrix/cnimatrix/internal/scenario"
+)
+
+// Settings come from the environment so that `go test`, `ginkgo` and make
+// all drive the suite the same way.
+//
+//	CNIMATRIX_SCENARIOS  comma-separated scenario files (default: the offline
+//	                     scenario plus the two negative self-test scenarios)
+//	CNIMATRIX_OUT        where matrix.json/.md/.xml go (default _out/e2e)
+//	CNIMATRIX_KEEP=1     keep clusters
+//	ARTIFACTS            artifacts root (default <out>/artifacts)
+var (
+	scenarios []*scenario.Scenario
+	outDir    string
+	eng       *engine.Engine
+)
+
+const resultEntry = "cnimatrix-result"
+
+func TestE2E(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the e2e suite creates real clusters; skipped with -short")
+	}
+	root, err := images.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := os.Getenv("CNIMATRIX_SCENARIOS")
+	if paths == "" {
+		paths = strings.Join([]string{
+			filepath.Join(root, "scenarios/offline-flannel.yaml"),
+			filepath.Join(root, "e2e/testdata/negative-missing-image.yaml"),
+			filepath.Join(root, "e2e/testdata/negative-target-port.yaml"),
+		}, ",")
+	}
+	cat, err := catalog.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Specs are generated from the scenarios, so they are loaded before RunSpecs.
+	for _, p := range strings.Split(paths, ",") {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(root, p)
+		}
+		s, err := scenario.Load(p, cat, root)
+		if err != nil {
+			t.Fatalf("scenario: %v", err)
+		}
+		scenarios = append(scenarios, s)
+	}
+	outDir = os.Getenv("CNIMATRIX_OUT")
+	if outDir == "" {
+		outDir = filepath.Join(root, "_out", "e2e")
+	}
+	RegisterFailHandler(Fail)
+	suiteCfg, reporterCfg := GinkgoConfiguration()
+	if suiteCfg.Timeout < 3*time.Hour {
+		suiteCfg.Timeout = 3 * time.Hour
+	}
+	ok := RunSpecs(t, "cnimatrix e2e", suiteCfg, reporterCfg)
+	if GinkgoParallelProcess() == 1 && !suiteCfg.DryRun {
+		assertMatrixFiles(t, ok)
+	}
+}
+
+var _ = BeforeSuite(func(ctx SpecContext) {
+	log := logx.New(GinkgoWriter, os.Getenv("CNIMATRIX_VERBOSE") != "")
+	var err error
+	eng, err = engine.Start(ctx, engine.Options{
+		Log:          log,
+		Keep:         os.Getenv("CNIMATRIX_KEEP") != "",
+		WorkDir:      filepath.Join(outDir, "clusters"),
+		ArtifactsDir: artifactsDir(),
+	})
+	Expect(err).NotTo(HaveOccurred(), "start the engine (Docker engine, network, registry)")
+	DeferCleanup(func(ctx SpecContext) {
+		Expect(eng.Close(ctx)).To(Succeed())
+	}, NodeTimeout(5*time.Minute))
+	for _, s := range scenarios {
+		Expect(eng.Prepare(ctx, s)).To(Succeed(), "build images for %s", s.Name)
+	}
+}, NodeTimeout(75*time.Minute))
+
+func artifactsDir() string {
+	if d := os.Getenv("ARTIFACTS"); d != "" {
+		return d
+	}
+	return filepath.Join(outDir, "artifacts")
+}
+
+var _ = Describe("cnimatrix", func() {
+	for _, s := range scenarios {
+		for _, cell := range s.Cells() {
+			labels := Label("cni:"+cell.CNI, "version:"+cell.CNIVersion, "k8s:"+cell.Kubernetes, "arch:"+cell.Arch, "provider:"+cell.Provider, "scenario:"+s.Name)
+			It(cell.ID(), labels, func(ctx SpecContext) {
+				res := eng.RunCell(ctx, s, cell)
+				b, err := json.Marshal(res)
+				Expect(err).NotTo(HaveOccurred())
+				AddReportEntry(resultEntry, string(b), ReportEntryVisibilityNever)
+				GinkgoWriter.Printf("%s: %s %s %s\n", cell.ID(), res.Outcome, res.RootCause, res.Reason)
+				Expect(engine.CheckExpectation(s.Expect, res)).To(Succeed())
+			}, SpecTimeout(40*time.Minute))
+		}
+	}
+})
+
+// The matrix is written from the aggregated report, so it is complete also
+// when specs ran in parallel processes; a cell whose spec did not record a
+// result stays unknown, and one filtered out is skipped with that reason.
+var _ = ReportAfterSuite("matrix", func(r Report) {
+	var cells []matrix.Cell
+	var names []string
+	for _, s := range scenarios {
+		cells = append(cells, s.Cells()...)
+		names = append(names, s.Name)
+	}
+	m := matrix.New(strings.Join(names, "+"), cells)
+	m.Host = engine.HostInfo("e2e")
+	for _, sr := range r.SpecReports {
+		if sr.LeafNodeType != types.NodeTypeIt {
+			continue
+		}
+		recorded := false
+		for _, e := range sr.ReportEntries {
+			if e.Name != resultEntry {
+				continue
+			}
+			var res matrix.Result
+			if err := json.Unmarshal([]byte(e.Value.String()), &res); err == nil {
+				m.Record(res)
+				recorded = true
+			}
+		}
+		if !recorded && sr.State.Is(types.SpecStateSkipped|types.SpecStatePending) {
+			for _, c := range cells {
+				if c.ID() == sr.LeafNodeText {
+					m.Record(matrix.Result{Cell: c, Outcome: matrix.Skipped, Reason: "not selected (label filter or focus)"})
+				}
+			}
+		}
+	}
+	files, err := report.WriteAll(outDir, m)
+	Expect(err).NotTo(HaveOccurred())
+	GinkgoWriter.Printf("%s\nmatrix: %s %s %s\n", m.Summary(), files.JSON, files.Markdown, files.JUnit)
+})
+
+// assertMatrixFiles checks what the suite wrote: the three files exist,
+// parse, and hold one entry per expected cell with its expected outcome.
+func assertMatrixFiles(t *testing.T, suiteOK bool) {
+	t.Helper()
+	m, err := matrix.ReadJSON(filepath.Join(outDir, "matrix.json"))
+	if err != nil {
+		t.Fatalf("matrix.json: %v", err)
+	}
+	md, err := os.ReadFile(filepath.Join(outDir, "matrix.md"))
+	if err != nil {
+		t.Fatalf("matrix.md: %v", err)
+	}
+	x, err := os.ReadFile(filepath.Join(outDir, "matrix.xml"))
+	if err != nil {
+		t.Fatalf("matrix.xml: %v", err)
+	}
+	var junit struct {
+		Suites []struct {
+			Name  string `xml:"name,attr"`
+			Cases []struct {
+				Name string `xml:"name,attr"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(x, &junit); err != nil {
+		t.Fatalf("matrix.xml does not parse: %v", err)
+	}
+	for _, s := range scenarios {
+		for _, c := range s.Cells() {
+			r, ok := m.Get(c.ID())
+			if !ok {
+				t.Errorf("matrix.json has no cell %s", c.ID())
+				continue
+			}
+			if r.Outcome == matrix.Skipped && strings.HasPrefix(r.Reason, "not selected") {
+				continue
+			}
+			if err := engine.CheckExpectation(s.Expect, r); err != nil {
+				t.Errorf("matrix.json: %v", err)
+			}
+			if r.Outcome == matrix.Pass {
+				for _, want := range []string{"images", "cluster", "cni-install", "cni-ready", "teardown"} {
+					if !hasPhase(r, want) && !(want == "teardown" && os.Getenv("CNIMATRIX_KEEP") != "") {
+						t.Errorf("cell %s passed without phase %s", c.ID(), want)
+					}
+				}
+			}
+			if !strings.Contains(string(md), c.ID()) {
+				t.Errorf("matrix.md does not mention %s", c.ID())
+			}
+			found := false
+			for _, su := range junit.Suites {
+				if su.Name == c.ID() && len(su.Cases) > 0 {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("matrix.xml has no testsuite with testcases for %s", c.ID())
+			}
+		}
+	}
+	if !suiteOK {
+		t.Log("the suite failed; see the spec failures above")
+	}
+}
+
+func hasPhase(r matrix.Result, name string) bool {
+	for _, p := range r.Phases {
+		if p.Name == name && p.Outcome == matrix.Pass {
+			return true
+		}
+	}
+	return false
+}

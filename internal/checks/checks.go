@@ -1,0 +1,255 @@
+// Package checks holds the readiness and connectivity checks run against a
+// cluster once its CNI is installed. Checks are data: each is one file with a
+// type that implements Check, and Default lists them in the order they run.
+// Every check returns evidence (who probed what, what came back, how long it
+// took, how many attempts) so a matrix cell explains itself.
+package checks
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/cnimatrix/cnimatrix/internal/cluster"
+	"github.com/cnimatrix/cnimatrix/internal/logx"
+)
+
+// Evidence is one observation: a probe from Source to Target, or the state
+// of one object read from the API (Source "api").
+type Evidence struct {
+	Check, Source, Target string
+	OK                    bool
+	Detail                string // response body excerpt, state summary or error
+	Latency               time.Duration
+	Attempts              int
+}
+
+// Result is the outcome of one check.
+type Result struct {
+	Name     string
+	OK       bool
+	Err      string // why it failed; "skipped: ..." when it could not run
+	Evidence []Evidence
+	Duration time.Duration
+}
+
+// Skipped reports whether the check did not run because something it needs
+// (a dependency, a second node) was missing.
+func (r Result) Skipped() bool { return strings.HasPrefix(r.Err, skippedPrefix) }
+
+const skippedPrefix = "skipped: "
+
+// Env is what checks run against.
+type Env struct {
+	Client kubernetes.Interface
+	Config *rest.Config // for exec into pods
+	Nodes  []cluster.Node
+	// Namespace is the test namespace, created by Setup and deleted by Teardown.
+	Namespace              string // default "cnimatrix-checks"
+	NginxImage, ProbeImage string
+	// CNINamespace and CNISelector (a label selector; empty = all pods)
+	// find the CNI's pods.
+	CNINamespace, CNISelector string
+	Timeout                   time.Duration // per wait; default 3m
+	Log                       *logx.Logger
+	TargetPort                int // Service targetPort; default 80 (tests set a wrong one)
+	// KeepNamespace leaves the test namespace in place after Run, for
+	// diagnosis of a failed run.
+	KeepNamespace bool
+
+	core    rest.Interface // lazily built from Config, for exec
+	created bool           // Setup created the namespace
+}
+
+// Check is one named check.
+type Check interface {
+	Name() string
+	Run(ctx context.Context, env *Env) Result
+}
+
+// Dependent is a Check that needs other checks (by name) to have passed.
+// Run skips it when one of them failed; a dependency not in the list run is
+// not waited for.
+type Dependent interface {
+	DependsOn() []string
+}
+
+var (
+	_ Dependent = CoreDNSReady{}
+	_ Dependent = Workloads{}
+	_ Dependent = PodToPodAcrossNodes{}
+	_ Dependent = PodToClusterIP{}
+	_ Dependent = PodToServiceDNS{}
+	_ Dependent = HostToNodePort{}
+)
+
+// Names of the checks, for DependsOn and for scenarios that pick checks.
+const (
+	NameNodesReady          = "NodesReady"
+	NameCNIPodsReady        = "CNIPodsReady"
+	NameCoreDNSReady        = "CoreDNSReady"
+	NameWorkloads           = "Workloads"
+	NamePodToPodAcrossNodes = "PodToPodAcrossNodes"
+	NamePodToClusterIP      = "PodToClusterIP"
+	NamePodToServiceDNS     = "PodToServiceDNS"
+	NameHostToNodePort      = "HostToNodePort"
+
+	// nameSetup is the pseudo-check that creates the test namespace.
+	nameSetup = "Setup"
+)
+
+// Default is the standard suite, in run order.
+func Default() []Check {
+	return []Check{
+		NodesReady{},
+		CNIPodsReady{},
+		CoreDNSReady{},
+		Workloads{},
+		PodToPodAcrossNodes{},
+		PodToClusterIP{},
+		PodToServiceDNS{},
+		HostToNodePort{},
+	}
+}
+
+// ByName returns the checks of Default with the given names, in Default's
+// order, or an error naming the unknown ones.
+func ByName(names []string) ([]Check, error) {
+	var out []Check
+	known := map[string]bool{}
+	for _, c := range Default() {
+		known[c.Name()] = true
+		if slices.Contains(names, c.Name()) {
+			out = append(out, c)
+		}
+	}
+	var unknown []string
+	for _, n := range names {
+		if !known[n] {
+			unknown = append(unknown, n)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("unknown checks %s (known: %s)", strings.Join(unknown, ", "), strings.Join(slices.Sorted(maps.Keys(known)), ", "))
+	}
+	return out, nil
+}
+
+func (e *Env) init() {
+	if e.Namespace == "" {
+		e.Namespace = "cnimatrix-checks"
+	}
+	if e.Timeout <= 0 {
+		e.Timeout = 3 * time.Minute
+	}
+	if e.Log == nil {
+		e.Log = logx.Discard()
+	}
+	if e.TargetPort == 0 {
+		e.TargetPort = 80
+	}
+}
+
+// Run runs checks in order and returns one Result per check. A check whose
+// dependency failed fails at once with "skipped: <dependency> failed". The
+// test namespace is created before the first check that needs it and deleted
+// at the end (unless env.KeepNamespace).
+func Run(ctx context.Context, env *Env, checks []Check) []Result {
+	env.init()
+	results := make([]Result, 0, len(checks))
+	failed := map[string]bool{}
+	setupDone := false
+	defer func() {
+		if !env.created || env.KeepNamespace {
+			return
+		}
+		// ctx may be over: teardown gets its own bounded context.
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), env.Timeout)
+		defer cancel()
+		end := env.Log.Phase("teardown namespace " + env.Namespace)
+		end(Teardown(tctx, env))
+	}()
+	for _, c := range checks {
+		name := c.Name()
+		var deps []string
+		if d, ok := c.(Dependent); ok {
+			deps = d.DependsOn()
+		}
+		if slices.Contains(deps, nameSetup) && !setupDone {
+			setupDone = true
+			if err := Setup(ctx, env); err != nil {
+				failed[nameSetup] = true
+				env.Log.Infof("✗ setup: %v", err)
+				results = append(results, Result{Name: nameSetup, Err: err.Error()})
+			}
+		}
+		if dep := firstFailed(deps, failed); dep != "" {
+			failed[name] = true
+			results = append(results, Result{Name: name, Err: skippedPrefix + dep + " failed"})
+			env.Log.Infof("- %s %s%s failed", name, skippedPrefix, dep)
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			failed[name] = true
+			results = append(results, Result{Name: name, Err: skippedPrefix + err.Error()})
+			continue
+		}
+		end := env.Log.Phase("check " + name)
+		t0 := time.Now()
+		r := c.Run(ctx, env)
+		r.Name, r.Duration = name, time.Since(t0)
+		var rerr error
+		if !r.OK {
+			failed[name] = true
+			rerr = fmt.Errorf("%s", r.Err)
+		}
+		end(rerr)
+		for _, ev := range r.Evidence {
+			env.Log.Debugf("  %s", ev)
+		}
+		results = append(results, r)
+	}
+	return results
+}
+
+func firstFailed(deps []string, failed map[string]bool) string {
+	for _, d := range deps {
+		if failed[d] {
+			return d
+		}
+	}
+	return ""
+}
+
+// fail is a failed Result with its evidence.
+func fail(ev []Evidence, format string, args ...any) Result {
+	return Result{Err: fmt.Sprintf(format, args...), Evidence: ev}
+}
+
+// skip is a Result for a check that cannot apply to this cluster.
+func skip(ev []Evidence, format string, args ...any) Result {
+	return Result{Err: skippedPrefix + fmt.Sprintf(format, args...), Evidence: ev}
+}
+
+// summarize turns per-target evidence into a Result: OK when every piece is.
+func summarize(ev []Evidence) Result {
+	var bad []string
+	for _, e := range ev {
+		if !e.OK {
+			bad = append(bad, e.Target+": "+e.Detail)
+		}
+	}
+	if len(ev) == 0 {
+		return fail(ev, "no targets")
+	}
+	if len(bad) > 0 {
+		return fail(ev, "%d/%d failed: %s", len(bad), len(ev), strings.Join(bad, "; "))
+	}
+	return Result{OK: true, Evidence: ev}
+}

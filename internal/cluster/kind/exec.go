@@ -1,0 +1,118 @@
+package kind
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/cnimatrix/cnimatrix/internal/cluster"
+)
+
+// CheckDocker fails with a message a user can act on when the docker CLI is
+// missing or the engine does not answer.
+func CheckDocker(ctx context.Context) error {
+	const hint = "install docker.io and start dockerd (hack/setup-host.sh)"
+	if _, err := exec.LookPath("docker"); err != nil {
+		return fmt.Errorf("Docker engine not reachable: docker CLI not found in PATH; %s", hint)
+	}
+	// A daemon that is starting or wedged can hang the CLI; bound the wait.
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	out, err := docker(ctx, "version", "--format", "{{.Server.Version}}")
+	if err != nil {
+		why := err.Error()
+		if ctx.Err() != nil {
+			why = "no answer within 15s"
+		}
+		return fmt.Errorf("Docker engine not reachable: %s; %s", why, hint)
+	}
+	if strings.TrimSpace(string(out)) == "" {
+		return fmt.Errorf("Docker engine not reachable: the daemon reported no server version; %s", hint)
+	}
+	return nil
+}
+
+// docker runs the docker CLI and returns its stdout. The error carries the
+// command and its stderr, which is where docker explains itself.
+func docker(ctx context.Context, args ...string) ([]byte, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.Bytes(), &dockerError{args: args, stderr: strings.TrimSpace(stderr.String()), err: err}
+	}
+	return stdout.Bytes(), nil
+}
+
+type dockerError struct {
+	args   []string
+	stderr string
+	err    error
+}
+
+func (e *dockerError) Error() string {
+	msg := fmt.Sprintf("docker %s: %v", strings.Join(e.args, " "), e.err)
+	if e.stderr != "" {
+		msg += ": " + e.stderr
+	}
+	return msg
+}
+
+func (e *dockerError) Unwrap() error { return e.err }
+
+// isNoSuchObject reports whether err is docker saying that the network,
+// container or image asked for does not exist.
+func isNoSuchObject(err error) bool {
+	var de *dockerError
+	if !errors.As(err, &de) {
+		return false
+	}
+	s := strings.ToLower(de.stderr)
+	return strings.Contains(s, "no such") || strings.Contains(s, "not found")
+}
+
+// dockerExec runs commands in a node container with `docker exec`.
+type dockerExec struct {
+	container string
+}
+
+var _ cluster.Execer = dockerExec{}
+
+// Run implements cluster.Execer. When stderr is nil, its text is kept for the
+// error so that a failing command explains itself.
+func (d dockerExec) Run(ctx context.Context, stdout, stderr io.Writer, argv ...string) error {
+	if len(argv) == 0 {
+		return fmt.Errorf("exec on %s: empty command", d.container)
+	}
+	var errBuf bytes.Buffer
+	if stderr == nil {
+		stderr = &errBuf
+	}
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	cmd := exec.CommandContext(ctx, "docker", append([]string{"exec", d.container}, argv...)...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Run(); err != nil {
+		msg := fmt.Sprintf("exec %q on %s: %v", strings.Join(argv, " "), d.container, err)
+		if s := strings.TrimSpace(errBuf.String()); s != "" {
+			msg += ": " + lastLines(s, 10)
+		}
+		return fmt.Errorf("%s: %w", msg, err)
+	}
+	return nil
+}
+
+// lastLines keeps the tail of long command output for error messages.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = append([]string{"..."}, lines[len(lines)-n:]...)
+	}
+	return strings.Join(lines, "\n")
+}

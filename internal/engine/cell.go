@@ -1,0 +1,265 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/cnimatrix/cnimatrix/internal/checks"
+	"github.com/cnimatrix/cnimatrix/internal/cluster"
+	"github.com/cnimatrix/cnimatrix/internal/diagnose"
+	"github.com/cnimatrix/cnimatrix/internal/install"
+	"github.com/cnimatrix/cnimatrix/internal/logx"
+	"github.com/cnimatrix/cnimatrix/internal/matrix"
+	"github.com/cnimatrix/cnimatrix/internal/scenario"
+)
+
+// cellRun accumulates one cell's phases.
+type cellRun struct {
+	log    *logx.Logger
+	result *matrix.Result
+}
+
+// phase runs fn as a named phase and records it. A non-nil error ends the
+// phase as fail, or infra-error when infra is set.
+func (r *cellRun) phase(name string, infra bool, fn func() ([]matrix.Evidence, error)) error {
+	start := time.Now()
+	done := r.log.Phase(name)
+	ev, err := fn()
+	done(err)
+	p := matrix.Phase{Name: name, Outcome: matrix.Pass, Start: start, DurationMS: since(start), Evidence: ev, Infra: infra}
+	if err != nil {
+		p.Error = err.Error()
+		p.Outcome = matrix.Fail
+		if infra {
+			p.Outcome = matrix.InfraError
+		}
+	}
+	r.result.Phases = append(r.result.Phases, p)
+	return err
+}
+
+func (r *cellRun) skip(name, why string) {
+	r.result.Phases = append(r.result.Phases, matrix.Phase{Name: name, Outcome: matrix.Skipped, Start: time.Now(), Error: why})
+}
+
+// RunCell runs one cell end to end and returns its result; it never panics
+// on a cell failure: every failure is recorded with its phase and evidence.
+func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.Cell) (res matrix.Result) {
+	log := e.log.With(cell.ID())
+	res = matrix.Result{Cell: cell, ID: cell.ID(), Outcome: matrix.Unknown, Start: time.Now().UTC(), Fidelity: matrix.FidelityNative}
+	run := &cellRun{log: log, result: &res}
+	t0 := time.Now()
+	defer func() {
+		res.DurationMS = since(t0)
+		res.Outcome, res.Reason = verdict(res)
+		if res.Outcome != matrix.Pass && res.Outcome != matrix.Skipped {
+			res.RootCause = diagnose.RootCause(res)
+		}
+		log.Infof("cell %s: %s %s", cell.ID(), res.Outcome, res.RootCause)
+	}()
+
+	if cell.Provider != "kind" {
+		res.Outcome = matrix.Skipped
+		res.Reason = fmt.Sprintf("provider %s is not available in this build (arm64 nodes on an %s host need QEMU VM nodes)", cell.Provider, scenario.HostArch())
+		run.skip("cluster", res.Reason)
+		return res
+	}
+
+	// images: cached builds; cheap when Prepare ran.
+	var nodeImage string
+	if err := run.phase("images", true, func() ([]matrix.Evidence, error) {
+		ref, err := e.NodeImage(ctx, cell.Kubernetes, cell.Arch)
+		if err != nil {
+			return nil, err
+		}
+		nodeImage = ref
+		return nil, e.PushImages(ctx, s.CNI.Name, []string{cell.Arch})
+	}); err != nil {
+		return res
+	}
+
+	// cluster
+	name := e.ClusterName(cell)
+	res.ClusterName = name
+	workDir := e.cellWorkDir(cell)
+	spec := cluster.Spec{
+		Name: name, KubernetesVersion: cell.Kubernetes, NodeImage: nodeImage,
+		PodSubnet: s.PodSubnet, ServiceSubnet: s.ServiceSub, Network: e.network, WorkDir: workDir,
+		Mirror: &cluster.Mirror{Endpoint: "http://" + e.registry.Addr(), Upstreams: Upstreams},
+	}
+	spec.Nodes = append(spec.Nodes, cluster.NodeSpec{Role: cluster.ControlPlane, Arch: cell.Arch})
+	for i := 1; i < s.Nodes; i++ {
+		spec.Nodes = append(spec.Nodes, cluster.NodeSpec{Role: cluster.Worker, Arch: cell.Arch})
+	}
+	var cl *cluster.Cluster
+	if err := run.phase("cluster", true, func() ([]matrix.Evidence, error) {
+		if err := os.MkdirAll(workDir, 0o755); err != nil {
+			return nil, err
+		}
+		cctx, cancel := context.WithTimeout(ctx, s.Timeouts.Cluster)
+		defer cancel()
+		var err error
+		cl, err = e.kind.Create(cctx, spec)
+		return nil, err
+	}); err != nil {
+		return res
+	}
+	defer e.teardown(ctx, run, cl, workDir)
+
+	cfg, err := cl.RESTConfig()
+	if err == nil {
+		err = os.WriteFile(filepath.Join(workDir, "kubeconfig"), cl.Kubeconfig, 0o600)
+	}
+	if err != nil {
+		_ = run.phase("cluster-access", true, func() ([]matrix.Evidence, error) { return nil, err })
+		return res
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		_ = run.phase("cluster-access", true, func() ([]matrix.Evidence, error) { return nil, err })
+		return res
+	}
+
+	// CNI install and readiness.
+	manifestPath := s.CNI.Manifests[cell.CNIVersion]
+	var objs []*unstructured.Unstructured
+	if err := run.phase("cni-install", false, func() ([]matrix.Evidence, error) {
+		data, err := os.ReadFile(manifestPath)
+		if err != nil {
+			return nil, fmt.Errorf("read manifest: %w", err)
+		}
+		objs, err = install.ParseManifest(data)
+		if err != nil {
+			return nil, fmt.Errorf("parse %s: %w", manifestPath, err)
+		}
+		if n := OverrideImages(objs, s.CNI.ImageOverrides); n > 0 {
+			log.Infof("image overrides: replaced %d container images", n)
+		}
+		ictx, cancel := context.WithTimeout(ctx, s.Timeouts.CNIReady)
+		defer cancel()
+		return []matrix.Evidence{{Check: "cni-install", Target: manifestPath, OK: true, Detail: fmt.Sprintf("%d objects applied", len(objs))}},
+			install.Apply(ictx, cfg, objs, install.ApplyOptions{FieldManager: "cnimatrix", Log: log})
+	}); err != nil {
+		return res
+	}
+	if err := run.phase("cni-ready", false, func() ([]matrix.Evidence, error) {
+		wctx, cancel := context.WithTimeout(ctx, s.Timeouts.CNIReady)
+		defer cancel()
+		err := install.WaitReady(wctx, cfg, objs, install.ApplyOptions{FieldManager: "cnimatrix", Log: log})
+		var nr *install.NotReadyError
+		if errors.As(err, &nr) {
+			return evidenceFromNotReady(nr), err
+		}
+		return nil, err
+	}); err != nil {
+		e.collect(ctx, run, cl, client)
+		return res
+	}
+
+	// Checks.
+	env := &checks.Env{
+		Client: client, Config: cfg, Nodes: cl.Nodes, Namespace: "cnimatrix-checks",
+		NginxImage: NginxImage, ProbeImage: ProbeImage,
+		CNINamespace: s.CNI.Namespace, CNISelector: s.CNI.Selector,
+		Timeout: s.Timeouts.Checks, Log: log, TargetPort: s.Checks.ServiceTargetPort,
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*s.Timeouts.Checks)
+	defer cancel()
+	failed := false
+	for _, cr := range checks.Run(cctx, env, checks.Default()) {
+		p := matrix.Phase{Name: "check:" + cr.Name, Outcome: matrix.Pass, Start: time.Now().Add(-cr.Duration), DurationMS: float64(cr.Duration) / float64(time.Millisecond)}
+		for _, ev := range cr.Evidence {
+			p.Evidence = append(p.Evidence, matrix.Evidence{Check: ev.Check, Source: ev.Source, Target: ev.Target, OK: ev.OK, Detail: ev.Detail, LatencyMS: float64(ev.Latency) / float64(time.Millisecond), Attempts: ev.Attempts})
+		}
+		if !cr.OK {
+			p.Outcome, p.Error, failed = matrix.Fail, cr.Err, true
+			log.Infof("✗ check %s: %s", cr.Name, cr.Err)
+		} else {
+			log.Infof("✓ check %s (%s)", cr.Name, cr.Duration.Truncate(100*time.Millisecond))
+		}
+		res.Phases = append(res.Phases, p)
+	}
+	if failed {
+		e.collect(ctx, run, cl, client)
+	}
+	return res
+}
+
+func (e *Engine) teardown(ctx context.Context, run *cellRun, cl *cluster.Cluster, workDir string) {
+	if e.opts.Keep {
+		run.skip("teardown", "kept (--keep)")
+		run.log.Infof("kept cluster %s: export KUBECONFIG=%s; kubectl get pods -A   (delete: kind delete cluster --name %s, or cnimatrix gc)",
+			cl.Name, filepath.Join(workDir, "kubeconfig"), cl.Name)
+		return
+	}
+	_ = run.phase("teardown", true, func() ([]matrix.Evidence, error) {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+		defer cancel()
+		err := e.kind.Delete(dctx, cl.Name)
+		if err == nil {
+			_ = os.RemoveAll(workDir)
+		}
+		return nil, err
+	})
+}
+
+// verdict derives the cell's outcome from its phases: pass only when every
+// phase ran and passed; an infrastructure failure is infra-error.
+func verdict(r matrix.Result) (matrix.Outcome, string) {
+	if r.Outcome == matrix.Skipped {
+		return matrix.Skipped, r.Reason
+	}
+	if len(r.Phases) == 0 {
+		return matrix.Unknown, "no phase ran"
+	}
+	sawChecks := false
+	for _, p := range r.Phases {
+		switch p.Outcome {
+		case matrix.InfraError:
+			if p.Name == "teardown" {
+				continue // the verdict stands; the phase shows the leftover
+			}
+			return matrix.InfraError, fmt.Sprintf("%s: %s", p.Name, p.Error)
+		case matrix.Fail:
+			return matrix.Fail, fmt.Sprintf("%s: %s", p.Name, firstLine(p.Error))
+		case matrix.Unknown:
+			return matrix.Unknown, fmt.Sprintf("%s: no result", p.Name)
+		}
+		if len(p.Name) > 6 && p.Name[:6] == "check:" {
+			sawChecks = true
+		}
+	}
+	if !sawChecks {
+		return matrix.Unknown, "the checks did not run"
+	}
+	return matrix.Pass, ""
+}
+
+func firstLine(s string) string {
+	for i, c := range s {
+		if c == '\n' {
+			return s[:i]
+		}
+	}
+	return s
+}
+
+// evidenceFromNotReady turns the install wait's report into evidence lines:
+// one per workload and one per pod that is not ready.
+func evidenceFromNotReady(nr *install.NotReadyError) []matrix.Evidence {
+	var ev []matrix.Evidence
+	for _, w := range nr.Workloads {
+		ev = append(ev, matrix.Evidence{Check: "cni-ready", Target: w.Workload.String(), OK: w.OK, Detail: fmt.Sprintf("%d/%d ready %s", w.Ready, w.Desired, w.Problem)})
+		for _, p := range w.Pods {
+			ev = append(ev, matrix.Evidence{Check: "cni-ready", Source: p.Node, Target: p.Name, OK: false, Detail: p.String()})
+		}
+	}
+	return ev
+}

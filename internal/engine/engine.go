@@ -1,0 +1,144 @@
+// Package engine runs matrix cells: one engine behind both shells (the Ginkgo
+// suite in e2e/ and `cnimatrix run`). A run owns a Docker network and a local
+// registry shared by its cells; each cell creates its own cluster, installs
+// the CNI, runs the checks and deletes the cluster unless asked to keep it.
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cnimatrix/cnimatrix/internal/cluster"
+	kindprov "github.com/cnimatrix/cnimatrix/internal/cluster/kind"
+	"github.com/cnimatrix/cnimatrix/internal/images"
+	"github.com/cnimatrix/cnimatrix/internal/logx"
+	"github.com/cnimatrix/cnimatrix/internal/matrix"
+)
+
+// Upstreams are the registries the local registry stands in for.
+var Upstreams = []string{"docker.io", "quay.io", "registry.k8s.io", "ghcr.io"}
+
+// Workload images the checks deploy (built by images.WorkloadImages).
+const (
+	NginxImage = "docker.io/cnimatrix/nginx:bookworm"
+	ProbeImage = "docker.io/cnimatrix/probe:bookworm"
+)
+
+// Options configure an Engine.
+type Options struct {
+	Log      *logx.Logger
+	CacheDir string
+	// Keep keeps every cell's cluster (and the run's network) for debugging.
+	Keep bool
+	// WorkDir holds per-cluster files (kubeconfigs, registry config).
+	WorkDir string
+	// ArtifactsDir receives one folder per cell that did not pass.
+	ArtifactsDir string
+}
+
+// Engine is one run.
+type Engine struct {
+	opts     Options
+	log      *logx.Logger
+	cache    *images.Cache
+	runID    string
+	network  string
+	gateway  string
+	registry *images.Registry
+	kind     *kindprov.Provider
+
+	mu         sync.Mutex
+	nodeImages map[string]string // k8s version -> node image
+	pushed     map[string]bool   // image refs in the registry
+}
+
+// Start checks the host, creates the run's network and starts the registry.
+func Start(ctx context.Context, opts Options) (*Engine, error) {
+	if opts.Log == nil {
+		opts.Log = logx.Discard()
+	}
+	if opts.CacheDir == "" {
+		opts.CacheDir = images.DefaultCacheDir()
+	}
+	if opts.WorkDir == "" {
+		opts.WorkDir = filepath.Join(os.TempDir(), "cnimatrix")
+	}
+	if err := kindprov.CheckDocker(ctx); err != nil {
+		return nil, &HostError{Err: err}
+	}
+	cache, err := images.NewCache(opts.CacheDir, opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{opts: opts, log: opts.Log, cache: cache, runID: newRunID(), nodeImages: map[string]string{}, pushed: map[string]bool{}}
+	e.kind = kindprov.New(opts.Log)
+	e.network = cluster.NamePrefix + "net-" + e.runID
+	done := e.log.Phase("network " + e.network)
+	gw, _, err := kindprov.EnsureNetwork(ctx, e.network)
+	done(err)
+	if err != nil {
+		return nil, &HostError{Err: fmt.Errorf("create docker network: %w", err)}
+	}
+	e.gateway = gw
+	reg, err := images.StartRegistry(ctx, gw+":0", opts.Log)
+	if err != nil {
+		_ = kindprov.DeleteNetwork(context.WithoutCancel(ctx), e.network)
+		return nil, &HostError{Err: fmt.Errorf("start local registry: %w", err)}
+	}
+	e.registry = reg
+	e.log.Infof("local registry at %s (mirror for %s)", reg.Addr(), strings.Join(Upstreams, ", "))
+	return e, nil
+}
+
+// HostError is a problem with the host (no Docker engine, ...), not a cell.
+type HostError struct{ Err error }
+
+func (e *HostError) Error() string { return e.Err.Error() }
+func (e *HostError) Unwrap() error { return e.Err }
+
+// RunID names this run (clusters are cnimatrix-<cell>-<runID>).
+func (e *Engine) RunID() string { return e.runID }
+
+// Network is the Docker network the run's nodes join.
+func (e *Engine) Network() string { return e.network }
+
+// Close stops the registry and removes the run's network, unless kept.
+func (e *Engine) Close(ctx context.Context) error {
+	var errs []error
+	if e.registry != nil {
+		errs = append(errs, e.registry.Close())
+	}
+	if !e.opts.Keep {
+		if err := kindprov.DeleteNetwork(ctx, e.network); err != nil {
+			errs = append(errs, fmt.Errorf("delete network %s: %w", e.network, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func newRunID() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ClusterName is the name of a cell's cluster in this run (kind limits names
+// to what fits a hostname, so the cell ID is shortened to a hash).
+func (e *Engine) ClusterName(c matrix.Cell) string {
+	return cluster.NamePrefix + images.Key(c.ID())[:8] + "-" + e.runID
+}
+
+func (e *Engine) cellWorkDir(c matrix.Cell) string {
+	return filepath.Join(e.opts.WorkDir, e.ClusterName(c))
+}
+
+// since is a small helper for phase timing.
+func since(t time.Time) float64 { return float64(time.Since(t)) / float64(time.Millisecond) }

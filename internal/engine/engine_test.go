@@ -1,0 +1,79 @@
+package engine
+
+import (
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/cnimatrix/cnimatrix/internal/matrix"
+	"github.com/cnimatrix/cnimatrix/internal/scenario"
+)
+
+func ph(name string, o matrix.Outcome) matrix.Phase { return matrix.Phase{Name: name, Outcome: o} }
+
+func TestVerdictPassOnlyWhenEveryCheckRanAndPassed(t *testing.T) {
+	cases := []struct {
+		phases []matrix.Phase
+		want   matrix.Outcome
+	}{
+		{nil, matrix.Unknown},
+		{[]matrix.Phase{ph("cluster", matrix.Pass), ph("cni-ready", matrix.Pass)}, matrix.Unknown}, // checks never ran
+		{[]matrix.Phase{ph("cluster", matrix.Pass), ph("check:nodes-ready", matrix.Pass), ph("teardown", matrix.Pass)}, matrix.Pass},
+		{[]matrix.Phase{ph("cluster", matrix.InfraError)}, matrix.InfraError},
+		{[]matrix.Phase{ph("cluster", matrix.Pass), ph("check:a", matrix.Pass), ph("check:b", matrix.Fail)}, matrix.Fail},
+		{[]matrix.Phase{ph("cluster", matrix.Pass), ph("check:a", matrix.Pass), ph("teardown", matrix.InfraError)}, matrix.Pass},
+		{[]matrix.Phase{ph("cluster", matrix.Pass), ph("check:a", matrix.Unknown)}, matrix.Unknown},
+	}
+	for i, c := range cases {
+		if got, _ := verdict(matrix.Result{Phases: c.phases}); got != c.want {
+			t.Errorf("case %d: %s, want %s", i, got, c.want)
+		}
+	}
+}
+
+func TestCheckExpectation(t *testing.T) {
+	r := matrix.Result{Outcome: matrix.Fail, RootCause: "image-pull", Phases: []matrix.Phase{{Name: "cni-ready", Outcome: matrix.Fail, Error: `Back-off pulling image "x:nope"`}}}
+	if err := CheckExpectation(scenario.Expectation{Outcome: matrix.Fail, RootCause: "image-pull", Evidence: "x:nope"}, r); err != nil {
+		t.Error(err)
+	}
+	if err := CheckExpectation(scenario.Expectation{Outcome: matrix.Pass}, r); err == nil {
+		t.Error("a failed cell met a pass expectation")
+	}
+	if err := CheckExpectation(scenario.Expectation{Outcome: matrix.Fail, Evidence: "other"}, r); err == nil {
+		t.Error("missing evidence not reported")
+	}
+}
+
+func TestFilterCells(t *testing.T) {
+	cells := []matrix.Cell{
+		{CNI: "calico", CNIVersion: "v3.32.1", Kubernetes: "v1.37.2", Arch: "amd64", Provider: "kind"},
+		{CNI: "calico", CNIVersion: "v3.31.7", Kubernetes: "v1.37.2", Arch: "arm64", Provider: "qemu"},
+	}
+	got, err := FilterCells(cells, []string{"calico=v3.32.1"})
+	if err != nil || len(got) != 1 || got[0].CNIVersion != "v3.32.1" {
+		t.Fatalf("calico=v3.32.1: %v %v", got, err)
+	}
+	if got, _ := FilterCells(cells, []string{"flannel=v3.32.1"}); len(got) != 0 {
+		t.Fatalf("another CNI's name matched: %v", got)
+	}
+	if _, err := FilterCells(cells, []string{"arch"}); err == nil {
+		t.Fatal("malformed filter accepted")
+	}
+}
+
+func TestOverrideImages(t *testing.T) {
+	ds := &unstructured.Unstructured{Object: map[string]any{
+		"kind": "DaemonSet",
+		"spec": map[string]any{"template": map[string]any{"spec": map[string]any{
+			"initContainers": []any{map[string]any{"name": "i", "image": "a:1"}},
+			"containers":     []any{map[string]any{"name": "c", "image": "a:1"}, map[string]any{"name": "d", "image": "b:1"}},
+		}}},
+	}}
+	if n := OverrideImages([]*unstructured.Unstructured{ds}, map[string]string{"a:1": "a:2"}); n != 2 {
+		t.Fatalf("replaced %d, want 2", n)
+	}
+	cs, _, _ := unstructured.NestedSlice(ds.Object, "spec", "template", "spec", "containers")
+	if cs[0].(map[string]any)["image"] != "a:2" || cs[1].(map[string]any)["image"] != "b:1" {
+		t.Fatalf("containers after override: %v", cs)
+	}
+}

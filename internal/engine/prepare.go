@@ -1,0 +1,101 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/cnimatrix/cnimatrix/internal/images"
+	"github.com/cnimatrix/cnimatrix/internal/scenario"
+)
+
+// Prepare builds (or finds in the cache) every image the scenario's cells
+// need and pushes the pulled ones into the run's registry. It is the
+// "images" phase done once for all cells.
+func (e *Engine) Prepare(ctx context.Context, s *scenario.Scenario) error {
+	arches := map[string]bool{}
+	for _, c := range s.Cells() {
+		arches[c.Arch] = true
+		if c.Provider == "kind" {
+			if _, err := e.NodeImage(ctx, c.Kubernetes, c.Arch); err != nil {
+				return err
+			}
+		}
+	}
+	var archList []string
+	for a := range arches {
+		archList = append(archList, a)
+	}
+	sort.Strings(archList)
+	return e.PushImages(ctx, s.CNI.Name, archList)
+}
+
+// NodeImage returns the node image for a Kubernetes version, building it once.
+func (e *Engine) NodeImage(ctx context.Context, k8sVersion, arch string) (string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	key := k8sVersion + "/" + arch
+	if ref, ok := e.nodeImages[key]; ok {
+		return ref, nil
+	}
+	ref, err := e.cache.NodeImage(ctx, k8sVersion, arch)
+	if err != nil {
+		return "", fmt.Errorf("node image for Kubernetes %s/%s: %w", k8sVersion, arch, err)
+	}
+	e.nodeImages[key] = ref
+	return ref, nil
+}
+
+// PushImages builds the workload images and the offline CNI's images for the
+// given arches and pushes them into the registry.
+func (e *Engine) PushImages(ctx context.Context, cni string, arches []string) error {
+	done := e.log.Phase(fmt.Sprintf("images for %v", arches))
+	err := e.pushImages(ctx, cni, arches)
+	done(err)
+	return err
+}
+
+func (e *Engine) pushImages(ctx context.Context, cni string, arches []string) error {
+	want := map[string]v1.ImageIndex{}
+	workloads, err := e.cache.WorkloadImages(ctx, arches)
+	if err != nil {
+		return fmt.Errorf("workload images: %w", err)
+	}
+	for ref, idx := range workloads {
+		want[ref] = idx
+	}
+	if cni == "flannel" {
+		var perArch []v1.Image
+		for _, a := range arches {
+			base, err := e.cache.IptablesBaseLayer(ctx, a)
+			if err != nil {
+				return fmt.Errorf("iptables base for %s: %w", a, err)
+			}
+			img, err := e.cache.FlannelImage(ctx, a, base)
+			if err != nil {
+				return fmt.Errorf("flannel image for %s: %w", a, err)
+			}
+			perArch = append(perArch, img)
+		}
+		idx, err := images.NewIndex(perArch...)
+		if err != nil {
+			return fmt.Errorf("flannel index: %w", err)
+		}
+		want["docker.io/cnimatrix/flannel:"+images.FlannelVersion] = idx
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for ref, idx := range want {
+		key := ref + fmt.Sprint(arches)
+		if e.pushed[key] {
+			continue
+		}
+		if err := e.registry.Push(ctx, ref, idx); err != nil {
+			return fmt.Errorf("push %s: %w", ref, err)
+		}
+		e.pushed[key] = true
+	}
+	return nil
+}

@@ -1,0 +1,306 @@
+package images
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+)
+
+// TestWorkloadScriptsParse runs the shell's syntax check over the scripts
+// the images carry.
+func TestWorkloadScriptsParse(t *testing.T) {
+	sh, err := exec.LookPath("dash")
+	if err != nil {
+		if sh, err = exec.LookPath("sh"); err != nil {
+			t.Skip("no shell")
+		}
+	}
+	for name, script := range map[string]string{"iptables-wrapper": iptablesWrapper, "nginx-workload": nginxEntrypoint} {
+		f := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(f, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(sh, "-n", f).CombinedOutput(); err != nil {
+			t.Errorf("%s: %v\n%s", name, err, out)
+		}
+	}
+}
+
+// TestWorkloadKeysAreStable guards the warm path: keys must not depend on
+// map order or on anything but the inputs.
+func TestWorkloadKeysAreStable(t *testing.T) {
+	for _, w := range workloadImages() {
+		_, k1, err := rootfsLayerKey(w.spec("arm64"), w.files)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, k2, _ := rootfsLayerKey(w.spec("arm64"), workloadImagesByRef(t, w.ref).files)
+		_, k3, _ := rootfsLayerKey(w.spec("amd64"), w.files)
+		if k1 != k2 || k1 == k3 {
+			t.Errorf("%s: keys %s %s %s", w.ref, k1, k2, k3)
+		}
+	}
+}
+
+func workloadImagesByRef(t *testing.T, ref string) workloadImage {
+	for _, w := range workloadImages() {
+		if w.ref == ref {
+			return w
+		}
+	}
+	t.Fatalf("no workload %s", ref)
+	return workloadImage{}
+}
+
+func workloadTestCache(t *testing.T) *Cache {
+	if testing.Short() {
+		t.Skip("builds Debian root filesystems")
+	}
+	if _, err := exec.LookPath("mmdebstrap"); err != nil {
+		t.Skip("no mmdebstrap")
+	}
+	return ociTestCache(t, DefaultCacheDir())
+}
+
+func TestWorkloadImagesBuild(t *testing.T) {
+	c := workloadTestCache(t)
+	ctx := context.Background()
+	t0 := time.Now()
+	imgs, err := c.WorkloadImages(ctx, []string{"arm64", "amd64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := time.Since(t0)
+	t0 = time.Now()
+	if _, err := c.WorkloadImages(ctx, []string{"amd64", "arm64"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("WorkloadImages: first call %s, second (warm) %s", first.Truncate(time.Millisecond), time.Since(t0))
+	s, _ := c.Store()
+	for _, ref := range []string{NginxImage, ProbeImage} {
+		ii := imgs[ref]
+		if ii == nil || !s.Has(ref) {
+			t.Fatalf("%s not built or not stored", ref)
+		}
+		if err := validate.Index(ii, validate.Fast); err != nil {
+			t.Errorf("%s: %v", ref, err)
+		}
+		for _, arch := range []string{"amd64", "arm64"} {
+			img, err := ImageForPlatform(ii, arch)
+			if err != nil {
+				t.Fatalf("%s: %v", ref, err)
+			}
+			ls, _ := img.Layers()
+			size, _ := ls[0].Size()
+			d, _ := img.Digest()
+			t.Logf("%s %s: %s, layer %.1f MB compressed", ref, arch, d.String()[:19], float64(size)/1e6)
+		}
+	}
+	// The nginx layer is self-contained and has what nginx needs at runtime.
+	img, _ := ImageForPlatform(imgs[NginxImage], "arm64")
+	ls, _ := img.Layers()
+	rc, _ := ls[0].Uncompressed()
+	defer rc.Close()
+	seen := map[string]*tar.Header{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[ociCleanPath(h.Name)] = h
+	}
+	for _, p := range []string{"usr/sbin/nginx", "usr/bin/sh", "etc/passwd", "etc/nginx/mime.types", "var/log/nginx", "run", "usr/local/bin/nginx-workload", "bin"} {
+		if seen[p] == nil {
+			t.Errorf("nginx image lacks /%s", p)
+		}
+	}
+	for p := range seen {
+		if strings.HasPrefix(p, "dev/") || strings.HasPrefix(p, "usr/share/man/") {
+			t.Errorf("nginx image has /%s", p)
+		}
+	}
+}
+
+// workloadDockerRun runs docker and returns its trimmed combined output.
+func workloadDockerRun(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func workloadNeedDocker(t *testing.T) {
+	if err := exec.Command("docker", "info").Run(); err != nil {
+		t.Skipf("no Docker engine: %v", err)
+	}
+}
+
+// workloadLoad loads the arch variant of ii into Docker under tag.
+func workloadLoad(t *testing.T, c *Cache, ii v1.ImageIndex, arch, tag string) {
+	t.Helper()
+	img, err := ImageForPlatform(ii, arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if err := DockerLoad(context.Background(), tag, img, c.Log); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("DockerLoad %s: %s", tag, time.Since(t0).Truncate(time.Millisecond))
+}
+
+// TestWorkloadImagesInDocker runs both architectures of nginx and probe:
+// arm64 under qemu-user (binfmt), which shows the binaries are complete.
+func TestWorkloadImagesInDocker(t *testing.T) {
+	c := workloadTestCache(t)
+	workloadNeedDocker(t)
+	imgs, err := c.WorkloadImages(context.Background(), []string{"amd64", "arm64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		t.Run("nginx-"+arch, func(t *testing.T) {
+			tag := "docker.io/cnimatrix/nginx:test-" + arch
+			workloadLoad(t, c, imgs[NginxImage], arch, tag)
+			host := "nginx-pod-" + arch
+			id := workloadDockerRun(t, "run", "-d", "--rm", "--platform", "linux/"+arch, "--hostname", host, "-p", "127.0.0.1::80", tag)
+			t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", id).Run() })
+			addr := workloadDockerRun(t, "port", id, "80/tcp")
+			if i := strings.IndexByte(addr, '\n'); i > 0 {
+				addr = addr[:i]
+			}
+			body, took := workloadGet(t, "http://"+addr+"/")
+			t.Logf("%s: GET / -> %q after %s", arch, body, took.Truncate(time.Millisecond))
+			if body != host+"\n" {
+				t.Errorf("body %q, want the hostname %q", body, host)
+			}
+			if hz, _ := workloadGet(t, "http://"+addr+"/healthz"); hz != "ok\n" {
+				t.Errorf("/healthz: %q", hz)
+			}
+			if m := workloadDockerRun(t, "exec", id, "cat", "/proc/sys/kernel/osrelease"); m == "" {
+				t.Error("exec into nginx failed")
+			}
+		})
+		t.Run("probe-"+arch, func(t *testing.T) {
+			tag := "docker.io/cnimatrix/probe:test-" + arch
+			workloadLoad(t, c, imgs[ProbeImage], arch, tag)
+			id := workloadDockerRun(t, "run", "-d", "--rm", "--platform", "linux/"+arch, tag)
+			t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", id).Run() })
+			if st := workloadDockerRun(t, "inspect", "--format", "{{.State.Running}} {{.Config.Entrypoint}}", id); st != "true [/usr/bin/sleep infinity]" {
+				t.Errorf("probe state %q", st)
+			}
+			for _, cmd := range [][]string{
+				{"curl", "--version"},
+				{"dig", "-v"},
+				{"getent", "hosts", "localhost"},
+				{"nc", "-h"},
+				{"ip", "-V"},
+				{"uname", "-m"},
+			} {
+				out := workloadDockerRun(t, append([]string{"exec", id}, cmd...)...)
+				first, _, _ := strings.Cut(out, "\n")
+				t.Logf("%s: %s -> %s", arch, strings.Join(cmd, " "), first)
+				if cmd[0] == "uname" && out != map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[arch] {
+					t.Errorf("uname -m in the %s image: %s", arch, out)
+				}
+			}
+		})
+	}
+}
+
+// workloadGet polls url until it answers 200 (the arm64 container starts
+// slowly under emulation) and returns the body and how long it took.
+func workloadGet(t *testing.T, url string) (string, time.Duration) {
+	t.Helper()
+	t0 := time.Now()
+	deadline := t0.Add(60 * time.Second)
+	var last error
+	for delay := 50 * time.Millisecond; time.Now().Before(deadline); delay = min(delay*2, time.Second) {
+		resp, err := http.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return string(b), time.Since(t0)
+			}
+			err = fmt.Errorf("status %d: %s", resp.StatusCode, b)
+		}
+		last = err
+		time.Sleep(delay)
+	}
+	t.Fatalf("GET %s: %v", url, last)
+	return "", 0
+}
+
+// TestIptablesBaseInDocker checks the mode wrapper's choices in fresh
+// network namespaces, each prepared with rules in one backend.
+func TestIptablesBaseInDocker(t *testing.T) {
+	c := workloadTestCache(t)
+	workloadNeedDocker(t)
+	ctx := context.Background()
+	images := map[string]string{}
+	for _, arch := range []string{"amd64", "arm64"} {
+		t0 := time.Now()
+		l, err := c.IptablesBaseLayer(ctx, arch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size, _ := l.Size()
+		t.Logf("IptablesBaseLayer %s: %s, %.1f MB compressed", arch, time.Since(t0).Truncate(time.Millisecond), float64(size)/1e6)
+		img, err := NewImage(arch, []v1.Layer{l}, v1.Config{Env: []string{workloadPath}, Entrypoint: []string{"/bin/sh", "-c"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tag := "docker.io/cnimatrix/iptables-base:test-" + arch
+		if err := DockerLoad(ctx, tag, img, c.Log); err != nil {
+			t.Fatal(err)
+		}
+		images[arch] = tag
+	}
+	for _, tc := range []struct{ name, setup, mode string }{
+		{"empty", "true", "nft"},
+		{"legacy-rules", "xtables-legacy-multi iptables -A INPUT -j ACCEPT", "legacy"},
+		{"nft-rules", "xtables-nft-multi iptables -A INPUT -j ACCEPT", "nft"},
+		{"legacy-hint", "xtables-legacy-multi iptables -t mangle -N KUBE-IPTABLES-HINT && xtables-nft-multi iptables -A INPUT -j ACCEPT && xtables-nft-multi iptables -A INPUT -j DROP", "legacy"},
+		{"forced", "xtables-legacy-multi iptables -A INPUT -j ACCEPT; export IPTABLES_MODE=nft", "nft"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			script := tc.setup + " && iptables -A FORWARD -j ACCEPT && iptables -S FORWARD && ip6tables -S >/dev/null && readlink /usr/sbin/iptables /usr/sbin/ip6tables-restore"
+			out := workloadDockerRun(t, "run", "--rm", "--cap-add", "NET_ADMIN", images["amd64"], script)
+			t.Logf("%s", out)
+			if !strings.Contains(out, "using iptables-"+tc.mode) && tc.name != "forced" {
+				t.Errorf("wrapper did not pick %s", tc.mode)
+			}
+			if !strings.Contains(out, "-A FORWARD -j ACCEPT") || strings.Count(out, "xtables-"+tc.mode+"-multi") != 2 {
+				t.Errorf("rule not added through the %s backend, or links not set", tc.mode)
+			}
+		})
+	}
+	// Under qemu-user the kernel interfaces of iptables are not emulated;
+	// the arm64 base is checked for runnable tools only.
+	out := workloadDockerRun(t, "run", "--rm", "--platform", "linux/arm64", images["arm64"],
+		"uname -m; ip -V; conntrack --version; nft --version; IPTABLES_MODE=legacy iptables --version; readlink /usr/sbin/iptables")
+	t.Logf("arm64: %s", strings.ReplaceAll(out, "\n", " | "))
+	if !strings.HasPrefix(out, "aarch64") || !strings.Contains(out, "legacy") {
+		t.Errorf("arm64 base: %s", out)
+	}
+}

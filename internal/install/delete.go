@@ -1,0 +1,67 @@
+package install
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+)
+
+// Delete removes objs in the reverse of Apply's order (workloads, then
+// namespaces, then CRDs) with foreground propagation, so that owned pods go
+// before their owners are reported gone. Objects or kinds that no longer
+// exist are not errors. It keeps going past failures and returns them all;
+// it does not wait for finalizers to finish.
+func Delete(ctx context.Context, cfg *rest.Config, objs []*unstructured.Unstructured) error {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("discovery client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("dynamic client: %w", err)
+	}
+	a := &applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}
+	return a.delete(ctx, objs)
+}
+
+// deleteOrder is the reverse of applyOrder.
+func deleteOrder(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	crds, namespaces, rest := applyOrder(objs)
+	out := make([]*unstructured.Unstructured, 0, len(objs))
+	for _, g := range [][]*unstructured.Unstructured{rest, namespaces, crds} {
+		g = slices.Clone(g)
+		slices.Reverse(g)
+		out = append(out, g...)
+	}
+	return out
+}
+
+func (a *applier) delete(ctx context.Context, objs []*unstructured.Unstructured) error {
+	fg := metav1.DeletePropagationForeground
+	var errs []error
+	for _, o := range deleteOrder(objs) {
+		ri, obj, err := a.resource(o)
+		if err == nil {
+			err = ri.Delete(ctx, obj.GetName(), metav1.DeleteOptions{PropagationPolicy: &fg})
+		}
+		if err == nil || apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+			continue
+		}
+		errs = append(errs, fmt.Errorf("delete %s: %w", Ref(o), err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,452 @@
+// Package scenario reads a scenario file (which CNI versions x Kubernetes
+// versions x architectures x provider to run) and expands it into matrix
+// cells. Every error names the file and line it is about.
+package scenario
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/cnimatrix/cnimatrix/internal/catalog"
+	"github.com/cnimatrix/cnimatrix/internal/matrix"
+)
+
+// Scenario is a validated scenario file.
+type Scenario struct {
+	Path        string
+	Name        string
+	Description string
+	CNI         CNISpec
+	Kubernetes  []string
+	Arch        []string
+	Provider    string // kind | qemu | auto
+	Nodes       int
+	PodSubnet   string
+	ServiceSub  string
+	Timeouts    Timeouts
+	Checks      ChecksSpec
+	Variant     string
+	// Expect is the outcome the scenario's cells should have (default pass);
+	// harness self-tests use it for cells built to fail.
+	Expect Expectation
+}
+
+// Expectation is what a cell's result should be.
+type Expectation struct {
+	Outcome matrix.Outcome
+	// RootCause, when set, must equal the cell's root cause.
+	RootCause string
+	// Evidence, when set, must appear in the failed phase's error or evidence.
+	Evidence string
+}
+
+// CNISpec says which CNI and versions.
+type CNISpec struct {
+	Name      string
+	Versions  []string
+	Namespace string
+	Selector  string
+	// Manifests maps a version to the manifest file to apply (absolute path).
+	Manifests map[string]string
+	// ImageOverrides replaces container images of the manifest before it is
+	// applied (image -> replacement), e.g. to point at another registry.
+	ImageOverrides map[string]string
+}
+
+// Timeouts bound each wait of a cell.
+type Timeouts struct {
+	Cluster  time.Duration
+	CNIReady time.Duration
+	Checks   time.Duration
+}
+
+// ChecksSpec tunes the checks.
+type ChecksSpec struct {
+	// ServiceTargetPort is the nginx Service's targetPort. Only harness
+	// self-tests change it from 80, to prove a broken Service fails.
+	ServiceTargetPort int
+}
+
+// Error is a scenario error at a position.
+type Error struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+// Errors is every problem found in one file.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	var s []string
+	for _, e := range es {
+		s = append(s, e.Error())
+	}
+	return strings.Join(s, "\n")
+}
+
+// str is a scalar with its line.
+type str struct {
+	V    string
+	Line int
+}
+
+func (s *str) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a single value, not a %s", n.Line, kindName(n.Kind))}}
+	}
+	s.V, s.Line = n.Value, n.Line
+	return nil
+}
+
+// strs accepts a scalar or a list of scalars.
+type strs []str
+
+func (ss *strs) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		*ss = strs{{n.Value, n.Line}}
+		return nil
+	case yaml.SequenceNode:
+		var out strs
+		for _, c := range n.Content {
+			var s str
+			if err := s.UnmarshalYAML(c); err != nil {
+				return err
+			}
+			out = append(out, s)
+		}
+		*ss = out
+		return nil
+	}
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a value or a list of values, not a %s", n.Line, kindName(n.Kind))}}
+}
+
+func kindName(k yaml.Kind) string {
+	switch k {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.AliasNode:
+		return "alias"
+	}
+	return "value"
+}
+
+type rawScenario struct {
+	Name        str `yaml:"name"`
+	Description str `yaml:"description"`
+	CNI         struct {
+		Name      str  `yaml:"name"`
+		Versions  strs `yaml:"versions"`
+		Manifest  str  `yaml:"manifest"`
+		Namespace str  `yaml:"namespace"`
+		Selector  str  `yaml:"selector"`
+		// ImageOverrides: image -> replacement.
+		ImageOverrides map[string]str `yaml:"imageOverrides"`
+	} `yaml:"cni"`
+	Kubernetes    strs `yaml:"kubernetes"`
+	Arch          strs `yaml:"arch"`
+	Provider      str  `yaml:"provider"`
+	Nodes         str  `yaml:"nodes"`
+	PodSubnet     str  `yaml:"podSubnet"`
+	ServiceSubnet str  `yaml:"serviceSubnet"`
+	Timeouts      struct {
+		Cluster  str `yaml:"cluster"`
+		CNIReady str `yaml:"cniReady"`
+		Checks   str `yaml:"checks"`
+	} `yaml:"timeouts"`
+	Checks struct {
+		ServiceTargetPort str `yaml:"serviceTargetPort"`
+	} `yaml:"checks"`
+	Variant str `yaml:"variant"`
+	Expect  struct {
+		Outcome   str `yaml:"outcome"`
+		RootCause str `yaml:"rootCause"`
+		Evidence  str `yaml:"evidence"`
+	} `yaml:"expect"`
+}
+
+var lineRE = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// Load reads, parses and validates a scenario file against the catalog.
+// repoRoot resolves catalog manifest paths.
+func Load(path string, cat *catalog.Catalog, repoRoot string) (*Scenario, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read scenario: %w", err)
+	}
+	return Parse(path, data, cat, repoRoot)
+}
+
+// Parse parses and validates scenario data; path is used in messages and to
+// resolve relative manifest paths.
+func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Scenario, error) {
+	var raw rawScenario
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&raw); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, Errors{{File: path, Msg: "empty scenario file"}}
+		}
+		return nil, yamlErrors(path, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, Errors{{File: path, Line: extra.Line, Msg: "a scenario file holds one YAML document; found a second one"}}
+	}
+	v := validator{path: path}
+	s := &Scenario{Path: path, Name: raw.Name.V, Description: raw.Description.V}
+	if s.Name == "" {
+		v.add(0, "name is required")
+	} else if !regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`).MatchString(s.Name) {
+		v.add(raw.Name.Line, "name %q: use lower-case letters, digits and '-'", s.Name)
+	}
+
+	// CNI
+	cni, ok := cat.CNI(raw.CNI.Name.V)
+	switch {
+	case raw.CNI.Name.V == "":
+		v.add(0, "cni.name is required (known: %s)", strings.Join(cat.CNINames(), ", "))
+	case !ok:
+		v.add(raw.CNI.Name.Line, "unknown CNI %q (known: %s)", raw.CNI.Name.V, strings.Join(cat.CNINames(), ", "))
+	}
+	s.CNI = CNISpec{Name: raw.CNI.Name.V, Manifests: map[string]string{}}
+	if len(raw.CNI.Versions) == 0 {
+		v.add(0, "cni.versions: list at least one version")
+	}
+	override := ""
+	if raw.CNI.Manifest.V != "" {
+		override = raw.CNI.Manifest.V
+		if !filepath.IsAbs(override) {
+			override = filepath.Join(filepath.Dir(path), override)
+		}
+		if _, err := os.Stat(override); err != nil {
+			v.add(raw.CNI.Manifest.Line, "cni.manifest %s: %v", raw.CNI.Manifest.V, errors.Unwrap(err))
+		}
+	}
+	for _, ver := range raw.CNI.Versions {
+		if ok {
+			cv, known := cni.Version(ver.V)
+			switch {
+			case override != "":
+				s.CNI.Manifests[ver.V] = override
+			case !known:
+				v.add(ver.Line, "unknown %s version %q (known: %s; or give cni.manifest)", cni.Name, ver.V, strings.Join(cni.VersionNames(), ", "))
+			default:
+				s.CNI.Manifests[ver.V] = filepath.Join(repoRoot, cv.Manifest)
+			}
+		}
+		s.CNI.Versions = append(s.CNI.Versions, ver.V)
+	}
+	if ok {
+		s.CNI.Namespace, s.CNI.Selector = cni.Namespace, cni.Selector
+	}
+	if raw.CNI.Namespace.V != "" {
+		s.CNI.Namespace = raw.CNI.Namespace.V
+	}
+	if raw.CNI.Selector.V != "" {
+		s.CNI.Selector = raw.CNI.Selector.V
+	}
+	for from, to := range raw.CNI.ImageOverrides {
+		if from == "" || to.V == "" || strings.ContainsAny(from+to.V, " \t") {
+			v.add(to.Line, "cni.imageOverrides: %q -> %q: want image references", from, to.V)
+			continue
+		}
+		if s.CNI.ImageOverrides == nil {
+			s.CNI.ImageOverrides = map[string]string{}
+		}
+		s.CNI.ImageOverrides[from] = to.V
+	}
+
+	// Kubernetes
+	if len(raw.Kubernetes) == 0 {
+		s.Kubernetes = []string{cat.DefaultKubernetes()}
+	}
+	for _, k := range raw.Kubernetes {
+		if !cat.HasKubernetes(k.V) {
+			v.add(k.Line, "unknown Kubernetes version %q (known: %s)", k.V, strings.Join(cat.KubernetesVersions(), ", "))
+		}
+		s.Kubernetes = append(s.Kubernetes, k.V)
+	}
+
+	// Arch
+	if len(raw.Arch) == 0 {
+		s.Arch = []string{HostArch()}
+	}
+	for _, a := range raw.Arch {
+		if a.V != "amd64" && a.V != "arm64" {
+			v.add(a.Line, "unknown arch %q (known: amd64, arm64)", a.V)
+		}
+		s.Arch = append(s.Arch, a.V)
+	}
+
+	// Provider
+	s.Provider = raw.Provider.V
+	if s.Provider == "" {
+		s.Provider = "auto"
+	}
+	switch s.Provider {
+	case "auto", "kind", "qemu":
+	default:
+		v.add(raw.Provider.Line, "unknown provider %q (known: auto, kind, qemu)", s.Provider)
+	}
+	if s.Provider == "kind" {
+		for _, a := range raw.Arch {
+			if a.V != HostArch() && (a.V == "amd64" || a.V == "arm64") {
+				v.add(a.Line, "provider kind cannot run %s nodes on this %s host: kind nodes under qemu-user emulation run %s binaries natively and break iptables, so they would hide exactly the failures cnimatrix looks for; use provider qemu (or auto)", a.V, HostArch(), HostArch())
+			}
+		}
+	}
+
+	// Nodes and networks
+	s.Nodes = 2
+	if raw.Nodes.V != "" {
+		var n int
+		if _, err := fmt.Sscanf(raw.Nodes.V, "%d", &n); err != nil || n < 1 || n > 10 || fmt.Sprint(n) != raw.Nodes.V {
+			v.add(raw.Nodes.Line, "nodes %q: want a whole number from 1 to 10", raw.Nodes.V)
+		}
+		s.Nodes = n
+	}
+	s.PodSubnet = orDefault(raw.PodSubnet.V, "10.244.0.0/16")
+	s.ServiceSub = orDefault(raw.ServiceSubnet.V, "10.96.0.0/16")
+	for _, c := range []struct {
+		s    str
+		name string
+	}{{raw.PodSubnet, "podSubnet"}, {raw.ServiceSubnet, "serviceSubnet"}} {
+		if c.s.V != "" && !regexp.MustCompile(`^\d+\.\d+\.\d+\.\d+/\d+$`).MatchString(c.s.V) {
+			v.add(c.s.Line, "%s %q: want an IPv4 CIDR like 10.244.0.0/16", c.name, c.s.V)
+		}
+	}
+
+	// Timeouts
+	s.Timeouts = Timeouts{Cluster: 6 * time.Minute, CNIReady: 5 * time.Minute, Checks: 5 * time.Minute}
+	for _, t := range []struct {
+		s    str
+		name string
+		dst  *time.Duration
+	}{{raw.Timeouts.Cluster, "timeouts.cluster", &s.Timeouts.Cluster}, {raw.Timeouts.CNIReady, "timeouts.cniReady", &s.Timeouts.CNIReady}, {raw.Timeouts.Checks, "timeouts.checks", &s.Timeouts.Checks}} {
+		if t.s.V == "" {
+			continue
+		}
+		d, err := time.ParseDuration(t.s.V)
+		if err != nil || d <= 0 {
+			v.add(t.s.Line, "%s %q: want a duration like 90s or 5m", t.name, t.s.V)
+			continue
+		}
+		*t.dst = d
+	}
+	s.Checks.ServiceTargetPort = 80
+	if raw.Checks.ServiceTargetPort.V != "" {
+		var p int
+		if _, err := fmt.Sscanf(raw.Checks.ServiceTargetPort.V, "%d", &p); err != nil || p < 1 || p > 65535 {
+			v.add(raw.Checks.ServiceTargetPort.Line, "checks.serviceTargetPort %q: want a port number", raw.Checks.ServiceTargetPort.V)
+		}
+		s.Checks.ServiceTargetPort = p
+	}
+	s.Variant = raw.Variant.V
+	if s.Variant != "" && !regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`).MatchString(s.Variant) {
+		v.add(raw.Variant.Line, "variant %q: use lower-case letters, digits and '-'", s.Variant)
+	}
+	s.Expect = Expectation{Outcome: matrix.Pass, RootCause: raw.Expect.RootCause.V, Evidence: raw.Expect.Evidence.V}
+	if raw.Expect.Outcome.V != "" {
+		s.Expect.Outcome = matrix.Outcome(raw.Expect.Outcome.V)
+		if !s.Expect.Outcome.Valid() {
+			v.add(raw.Expect.Outcome.Line, "expect.outcome %q: want pass, fail, infra-error, skipped or unknown", raw.Expect.Outcome.V)
+		}
+	}
+	if len(v.errs) > 0 {
+		return nil, v.errs
+	}
+	return s, nil
+}
+
+type validator struct {
+	path string
+	errs Errors
+}
+
+func (v *validator) add(line int, format string, args ...any) {
+	v.errs = append(v.errs, &Error{File: v.path, Line: line, Msg: fmt.Sprintf(format, args...)})
+}
+
+func yamlErrors(path string, err error) error {
+	var te *yaml.TypeError
+	var out Errors
+	if errors.As(err, &te) {
+		for _, e := range te.Errors {
+			out = append(out, lineError(path, e))
+		}
+		return out
+	}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	return Errors{lineError(path, msg)}
+}
+
+func lineError(path, msg string) *Error {
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	if m := lineRE.FindStringSubmatch(msg); m != nil {
+		var line int
+		fmt.Sscanf(m[1], "%d", &line)
+		text := m[2]
+		if f := regexp.MustCompile(`^field (\S+) not found in type .*$`).FindStringSubmatch(text); f != nil {
+			text = fmt.Sprintf("unknown field %q", f[1])
+		}
+		text = regexp.MustCompile(` into scenario\.\w+`).ReplaceAllString(text, "")
+		return &Error{File: path, Line: line, Msg: text}
+	}
+	return &Error{File: path, Msg: msg}
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// HostArch is the architecture of this host in Go/OCI terms.
+func HostArch() string { return runtime.GOARCH }
+
+// Cells expands the scenario into matrix cells, resolving provider "auto":
+// kind for the host's arch, qemu otherwise.
+func (s *Scenario) Cells() []matrix.Cell {
+	var out []matrix.Cell
+	for _, v := range s.CNI.Versions {
+		for _, k := range s.Kubernetes {
+			for _, a := range s.Arch {
+				out = append(out, matrix.Cell{CNI: s.CNI.Name, CNIVersion: v, Kubernetes: k, Arch: a, Provider: s.ProviderFor(a), Variant: s.Variant})
+			}
+		}
+	}
+	return out
+}
+
+// ProviderFor is the provider that runs nodes of arch on this host.
+func (s *Scenario) ProviderFor(arch string) string {
+	if s.Provider != "auto" {
+		return s.Provider
+	}
+	if arch == HostArch() {
+		return "kind"
+	}
+	return "qemu"
+}
