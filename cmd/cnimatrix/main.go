@@ -91,7 +91,7 @@ Exit status: 0 all cells as expected, 1 some cell not as expected,
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "print detail lines, not only one line per phase")
 	root.PersistentFlags().StringVar(&g.cacheDir, "cache", "", "build cache directory (default $CNIMATRIX_CACHE or ~/.cache/cnimatrix)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(g), newReportCmd(), newImagesCmd(g), newVersionCmd(), newGCCmd(g))
+	root.AddCommand(newRunCmd(g), newReportCmd(), newDiffCmd(), newImagesCmd(g), newVersionCmd(), newGCCmd(g), newAuditCmd(g))
 	return root
 }
 

@@ -164,8 +164,10 @@ func (c *Cache) CoreDNS(ctx context.Context, imageTag, arch string) (string, err
 		return "", err
 	}
 	dir, err := c.DoLocked(ctx, "go", b.Name+"-"+b.Arch, Key(goBuildRecipe, gover, b), func(ctx context.Context, dir string) error {
+		// Only the exact release will do: another CoreDNS would silently
+		// change what a cell tests. The error names module and version.
 		if _, err := c.moduleInfo(ctx, mod, v); err != nil {
-			return fmt.Errorf("coredns %s (image tag %s) cannot be built: %w", v, imageTag, err)
+			return err
 		}
 		return c.goBuildInto(ctx, b, dir)
 	})

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path"
@@ -216,6 +218,9 @@ func (c *Cache) goBuildInto(ctx context.Context, b GoBuild, out string) (err err
 	}
 	for _, f := range []string{"go.mod", "go.sum"} {
 		data, err := os.ReadFile(filepath.Join(work, f))
+		if f == "go.sum" && errors.Is(err, fs.ErrNotExist) {
+			continue // a standard-library-only build has no go.sum
+		}
 		if err != nil {
 			return fmt.Errorf("keep %s: %w", f, err)
 		}
@@ -369,7 +374,8 @@ func (c *Cache) moduleInfo(ctx context.Context, mod, version string) (*goModuleI
 		}
 	}
 	if info.Error != "" {
-		return nil, fmt.Errorf("%s@%s is not available from the Go module proxy: %s", mod, version, info.Error)
+		msg := strings.TrimPrefix(info.Error, mod+"@"+version+": ")
+		return nil, fmt.Errorf("%s@%s is not available from the Go module proxy: %s", mod, version, msg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s@%s is not available from the Go module proxy: %w", mod, version, err)

@@ -127,8 +127,10 @@ func TestKubeEntry(t *testing.T) {
 	}
 }
 
-// TestKubernetes builds all Kubernetes binaries for the host architecture
-// (~6 minutes cold on 2 cores) and checks they carry the real version.
+// TestKubernetes builds all Kubernetes binaries (~6 minutes cold on 2 cores
+// per architecture) for the host architecture, or $CNIMATRIX_TEST_ARCHES,
+// and checks they carry the real version. $CNIMATRIX_KUBE_VERSION picks the
+// version (default v1.37.2).
 func TestKubernetes(t *testing.T) {
 	if testing.Short() || os.Getenv("CNIMATRIX_SLOW") != "1" {
 		t.Skip("set CNIMATRIX_SLOW=1 (and no -short) to build Kubernetes; it takes minutes")
@@ -137,45 +139,84 @@ func TestKubernetes(t *testing.T) {
 	if v := os.Getenv("CNIMATRIX_KUBE_VERSION"); v != "" {
 		version = v
 	}
+	arches := strings.Fields(os.Getenv("CNIMATRIX_TEST_ARCHES"))
+	if len(arches) == 0 {
+		arches = []string{runtime.GOARCH}
+	}
 	c := goBuildTestCache(t)
 	ctx := context.Background()
-	var kb *KubeBinaries
-	buildTwice(t, "kubernetes "+version+" "+runtime.GOARCH, func() (string, error) {
+	for _, arch := range arches {
+		t.Run(version+"-"+arch, func(t *testing.T) {
+			var kb *KubeBinaries
+			buildTwice(t, "kubernetes "+version+" "+arch, func() (string, error) {
+				var err error
+				kb, err = c.Kubernetes(ctx, version, arch)
+				if err != nil {
+					return "", err
+				}
+				return kb.Dir, nil
+			})
+			m := elfMachines(t, kb.Dir)
+			for _, name := range KubeBinaryNames {
+				if m[name] != elfMachineOfArch[arch] {
+					t.Errorf("%s: machine %v, want %v", name, m[name], elfMachineOfArch[arch])
+				}
+			}
+			if arch == runtime.GOARCH {
+				out, err := exec.Command(kb.Path("kubectl"), "version", "--client").CombinedOutput()
+				t.Logf("kubectl version --client:\n%s", out)
+				if err != nil || !strings.Contains(string(out), "Client Version: "+version) {
+					t.Errorf("kubectl version --client: %v, want Client Version: %s", err, version)
+				}
+				out, err = exec.Command(kb.Path("kubelet"), "--version").CombinedOutput()
+				if err != nil || strings.TrimSpace(string(out)) != "Kubernetes "+version {
+					t.Errorf("kubelet --version = %q, %v", out, err)
+				}
+			}
+			// On a foreign arch this runs a host-arch kubeadm instead.
+			images, err := kb.ControlPlaneImages(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("kubeadm config images list:\n%s", strings.Join(images, "\n"))
+			for _, name := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"} {
+				if !slices.Contains(images, "registry.k8s.io/"+name+":"+version) {
+					t.Errorf("images lack %s:%s", name, version)
+				}
+			}
+			for _, prefix := range []string{"registry.k8s.io/coredns/coredns:", "registry.k8s.io/pause:", "registry.k8s.io/etcd:"} {
+				if !slices.ContainsFunc(images, func(s string) bool { return strings.HasPrefix(s, prefix) }) {
+					t.Errorf("images lack %s*", prefix)
+				}
+			}
+		})
+	}
+}
+
+// TestHostKubeadm builds (or finds) a host-arch kubeadm alone, as
+// ControlPlaneImages does for a foreign-arch KubeBinaries, and lists images.
+func TestHostKubeadm(t *testing.T) {
+	if testing.Short() || os.Getenv("CNIMATRIX_SLOW") != "1" {
+		t.Skip("set CNIMATRIX_SLOW=1 (and no -short): builds kubeadm, ~1.5 min cold")
+	}
+	version := "v1.37.2"
+	if v := os.Getenv("CNIMATRIX_KUBE_VERSION"); v != "" {
+		version = v
+	}
+	c := goBuildTestCache(t)
+	ctx := context.Background()
+	var kubeadm string
+	buildTwice(t, "host kubeadm "+version, func() (string, error) {
 		var err error
-		kb, err = c.Kubernetes(ctx, version, runtime.GOARCH)
-		if err != nil {
-			return "", err
-		}
-		return kb.Dir, nil
+		kubeadm, err = c.HostKubeadm(ctx, version)
+		return filepath.Dir(kubeadm), err
 	})
-	m := elfMachines(t, kb.Dir)
-	for _, name := range KubeBinaryNames {
-		if m[name] != elfMachineOfArch[runtime.GOARCH] {
-			t.Errorf("%s: machine %v", name, m[name])
-		}
-	}
-	out, err := exec.Command(kb.Path("kubectl"), "version", "--client").CombinedOutput()
-	t.Logf("kubectl version --client:\n%s", out)
-	if err != nil || !strings.Contains(string(out), "Client Version: "+version) {
-		t.Errorf("kubectl version --client: %v, want Client Version: %s", err, version)
-	}
-	out, err = exec.Command(kb.Path("kubelet"), "--version").CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "Kubernetes "+version {
-		t.Errorf("kubelet --version = %q, %v", out, err)
-	}
-	images, err := kb.ControlPlaneImages(ctx)
+	images, err := kubeadmImages(ctx, kubeadm, version)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("kubeadm config images list:\n%s", strings.Join(images, "\n"))
-	for _, name := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"} {
-		if !slices.Contains(images, "registry.k8s.io/"+name+":"+version) {
-			t.Errorf("images lack %s:%s", name, version)
-		}
-	}
-	for _, prefix := range []string{"registry.k8s.io/coredns/coredns:", "registry.k8s.io/pause:", "registry.k8s.io/etcd:"} {
-		if !slices.ContainsFunc(images, func(s string) bool { return strings.HasPrefix(s, prefix) }) {
-			t.Errorf("images lack %s*", prefix)
-		}
+	t.Logf("%s config images list --kubernetes-version %s:\n%s", kubeadm, version, strings.Join(images, "\n"))
+	if !slices.Contains(images, "registry.k8s.io/kube-apiserver:"+version) {
+		t.Errorf("images lack kube-apiserver:%s", version)
 	}
 }

@@ -395,7 +395,12 @@ func (c *Cache) buildNodeImage(ctx context.Context, in *nodeImageInputs, ref, di
 	}); err != nil {
 		return err
 	}
-	if err := step("preload images", func() error { return c.preloadImages(ctx, in, root, preload) }); err != nil {
+	if err := step("preload images", func() error {
+		if err := c.preloadImages(ctx, in, root, preload); err != nil {
+			return err
+		}
+		return forgetPreloadIdentity(root)
+	}); err != nil {
 		return err
 	}
 	_ = os.Remove(preload)
@@ -783,6 +788,17 @@ disabled_plugins = [
 		if !slices.Contains(have, want) {
 			return fmt.Errorf("image %s missing after import (have %s)", want, strings.Join(have, ", "))
 		}
+	}
+	return nil
+}
+
+// forgetPreloadIdentity removes what the preloading containerd wrote about
+// itself rather than about the images: its instance UUID, which every node
+// would otherwise share.
+func forgetPreloadIdentity(root string) error {
+	err := os.Remove(filepath.Join(root, "var/lib/containerd/io.containerd.grpc.v1.introspection/uuid"))
+	if err != nil && !os.IsNotExist(err) {
+		return err
 	}
 	return nil
 }

@@ -36,6 +36,7 @@ type Registry struct {
 	log      *logx.Logger
 	srv      *http.Server
 	stop     chan struct{}
+	client   *http.Transport
 
 	mu     sync.Mutex
 	misses []string
@@ -89,6 +90,11 @@ func StartRegistry(ctx context.Context, listenAddr string, lg *logx.Logger, opts
 		host = "127.0.0.1"
 	}
 	r.pushHost = net.JoinHostPort(host, port)
+	if t, ok := remote.DefaultTransport.(*http.Transport); ok {
+		r.client = t.Clone()
+	} else {
+		r.client = http.DefaultTransport.(*http.Transport).Clone()
+	}
 
 	h := registry.New(
 		registry.WithBlobHandler(&regDiskBlobs{dir: r.blobDir}),
@@ -125,9 +131,15 @@ func (r *Registry) Close() error {
 	r.closed = true
 	r.mu.Unlock()
 	close(r.stop)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	r.client.CloseIdleConnections()
+	// Let running downloads finish briefly, then cut the rest: a client's
+	// unused spare connection counts as busy for 5s in Shutdown.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	err := r.srv.Shutdown(ctx)
+	var err error
+	if r.srv.Shutdown(ctx) != nil {
+		err = r.srv.Close()
+	}
 	r.removeOwnDir()
 	if err != nil {
 		return fmt.Errorf("stop registry: %w", err)
@@ -176,7 +188,7 @@ func (r *Registry) Push(ctx context.Context, upstreamRef string, obj ImageOrInde
 	if err := r.preload(ctx, obj); err != nil {
 		return fmt.Errorf("registry push %s: %w", cref, err)
 	}
-	ropts := []remote.Option{remote.WithContext(ctx), remote.WithUserAgent(regPushAgent)}
+	ropts := []remote.Option{remote.WithContext(ctx), remote.WithUserAgent(regPushAgent), remote.WithTransport(r.client)}
 	switch o := obj.(type) {
 	case v1.ImageIndex:
 		err = remote.WriteIndex(target, o, ropts...)

@@ -3,10 +3,14 @@ package images
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +219,113 @@ func TestWriteContainerdHosts(t *testing.T) {
 	}
 	if err := WriteContainerdHosts(dir, "http://x:1", []string{"docker.io"}); err == nil {
 		t.Error("URL accepted as endpoint")
+	}
+}
+
+// TestContainerdPullsThroughHosts starts a private containerd 2.x (the one
+// the node images carry, built from source) and pulls a workload image with
+// the hosts.toml files WriteContainerdHosts writes: the request must reach
+// the local registry under /v2/docker.io/..., and a missing image must fail
+// with "not found", without any attempt at the upstream.
+func TestContainerdPullsThroughHosts(t *testing.T) {
+	c := workloadTestCache(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	bin, err := c.Containerd(ctx, runtime.GOARCH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := c.WorkloadImages(ctx, []string{"amd64", "arm64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Store()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startTestRegistry(t, RegistryLinkStore(s))
+	if err := r.Push(ctx, NginxImage, imgs[NginxImage]); err != nil {
+		t.Fatal(err)
+	}
+	hosts := t.TempDir()
+	if err := WriteContainerdHosts(hosts, r.Addr(), []string{"docker.io", "quay.io"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A containerd of its own: own root, state, socket; no CRI, no NRI.
+	dir, err := os.MkdirTemp("", "cnimatrix-ctrd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "containerd.sock")
+	cfg := fmt.Sprintf(`version = 3
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.nri.v1.nri"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+[plugins."io.containerd.internal.v1.opt"]
+  path = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock, sock+".ttrpc", filepath.Join(dir, "opt"))
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logf, _ := os.Create(filepath.Join(dir, "containerd.log"))
+	daemon := exec.Command(filepath.Join(bin, "containerd"), "--config", filepath.Join(dir, "config.toml"))
+	daemon.Stdout, daemon.Stderr = logf, logf
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = daemon.Process.Kill()
+		_ = daemon.Wait()
+		logf.Close()
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("clean %s: %v", dir, err)
+		}
+	})
+	ctr := func(args ...string) (string, error) {
+		out, err := exec.CommandContext(ctx, filepath.Join(bin, "ctr"), append([]string{"--address", sock, "--namespace", "cnimatrix-test"}, args...)...).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	for delay := 50 * time.Millisecond; ; delay = min(delay*2, time.Second) {
+		if _, err := ctr("version"); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			b, _ := os.ReadFile(filepath.Join(dir, "containerd.log"))
+			t.Fatalf("containerd did not come up:\n%s", b)
+		}
+		time.Sleep(delay)
+	}
+
+	t0 := time.Now()
+	out, err := ctr("images", "pull", "--hosts-dir", hosts, "--platform", "linux/arm64", NginxImage)
+	if err != nil {
+		t.Fatalf("pull: %v\n%s", err, out)
+	}
+	t.Logf("ctr pull %s (linux/arm64) through the registry: %s", NginxImage, time.Since(t0).Truncate(time.Millisecond))
+	ls, _ := ctr("images", "ls")
+	want, _ := imgs[NginxImage].Digest()
+	if !strings.Contains(ls, NginxImage) || !strings.Contains(ls, want.String()) {
+		t.Errorf("image list lacks %s@%s:\n%s", NginxImage, want, ls)
+	}
+	content, _ := ctr("content", "ls")
+	arm, _ := ImageForPlatform(imgs[NginxImage], "arm64")
+	layers, _ := arm.Layers()
+	ld, _ := layers[0].Digest()
+	if !strings.Contains(content, ld.String()) {
+		t.Errorf("arm64 layer %s not fetched", ld)
+	}
+
+	out, err = ctr("images", "pull", "--hosts-dir", hosts, "docker.io/library/busybox:1.36")
+	t.Logf("missing image: %v: %s", err, out)
+	if err == nil || !strings.Contains(out, "not found") || strings.Contains(out, "registry-1.docker.io") {
+		t.Errorf("a missing image should fail with not found from the local registry")
+	}
+	if m := r.Misses(); !slices.Contains(m, "docker.io/library/busybox:1.36") {
+		t.Errorf("registry did not see the miss: %v", m)
 	}
 }

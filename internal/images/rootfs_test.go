@@ -169,7 +169,7 @@ func TestDebianRootfsExtractArm64(t *testing.T) {
 		t.Fatalf("second call: %s %v", again, err)
 	}
 	fi, _ := os.Stat(tarPath)
-	t.Logf("arm64 extract rootfs: first call %s, second %s, %d MB", first.Truncate(time.Millisecond), time.Since(t0), fi.Size()>>20)
+	t.Logf("arm64 extract rootfs: first call %s, second %s, %d MB", first, time.Since(t0), fi.Size()>>20)
 
 	hdrs, heads := rootfsTarIndex(t, tarPath, "usr/sbin/nginx", "usr/bin/dash", "usr/lib/aarch64-linux-gnu/libc.so.6")
 	for _, link := range []string{"bin", "sbin", "lib"} {

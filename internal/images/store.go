@@ -19,7 +19,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/stream"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/cnimatrix/cnimatrix/internal/logx"
 )
@@ -58,11 +57,17 @@ func OpenStore(dir string) (*Store, error) {
 	if err := storeWriteFileAtomic(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "index.json")); os.IsNotExist(err) {
-		empty := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}}
-		if err := s.writeIndex(&empty); err != nil {
-			return nil, fmt.Errorf("open store: %w", err)
-		}
+	// Create index.json only if absent, atomically (link fails on an
+	// existing name): another opener may have created it and put entries
+	// in since the Stat above.
+	tmp := filepath.Join(dir, fmt.Sprintf(".tmp-index-%d-%p", os.Getpid(), s))
+	empty := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}` + "\n"
+	if err := os.WriteFile(tmp, []byte(empty), 0o644); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, filepath.Join(dir, "index.json")); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	return s, nil
 }

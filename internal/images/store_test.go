@@ -224,3 +224,35 @@ func TestDockerLoad(t *testing.T) {
 		t.Errorf("docker has %q, want %s linux/amd64", got, cn)
 	}
 }
+
+// TestStoreConcurrentPuts checks that writers of one layout (here
+// goroutines; processes take the same flock) do not lose each other's refs.
+func TestStoreConcurrentPuts(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "oci")
+	errs := make(chan error, 6)
+	for i := range 6 {
+		go func() {
+			s, err := OpenStore(dir)
+			if err == nil {
+				err = s.Put(ctx, fmt.Sprintf("docker.io/cnimatrix/c:%d", i), storeTestIndex(t, fmt.Sprint(i)))
+			}
+			errs <- err
+		}()
+	}
+	for range 6 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, _ := OpenStore(dir)
+	refs, err := s.Refs()
+	if err != nil || len(refs) != 6 {
+		t.Fatalf("refs %v, %v", refs, err)
+	}
+	for _, r := range refs {
+		if _, err := s.Get(r); err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -19,7 +19,8 @@ import (
 const (
 	// NginxImage serves its pod's hostname as / on port 80 (and /healthz).
 	NginxImage = "docker.io/cnimatrix/nginx:bookworm"
-	// ProbeImage has curl, dig, getent, nc, ip and coreutils, and sleeps.
+	// ProbeImage has curl, dig (DNS queries), getent, nc, ip and
+	// coreutils, and sleeps.
 	ProbeImage = "docker.io/cnimatrix/probe:bookworm"
 )
 
@@ -47,9 +48,13 @@ func workloadBaseFiles() LayerFiles {
 	}
 }
 
+// rootfsLayerRecipe changes with what rootfsLayer leaves out or adds.
+const rootfsLayerRecipe = "rootfs-layer/v2"
+
 // rootfsLayer returns one layer holding the Debian root filesystem of spec
 // with extra written over it. Device nodes (the runtime provides /dev),
-// documentation other than copyright files, and manual pages are left out.
+// documentation other than copyright files, manual pages and message
+// translations are left out.
 // The layer is cached by the rootfs key and extra's contents, so a warm call
 // neither runs mmdebstrap nor reads the tarball.
 func (c *Cache) rootfsLayer(ctx context.Context, spec RootfsSpec, extra LayerFiles) (v1.Layer, error) {
@@ -76,7 +81,7 @@ func rootfsLayerKey(spec RootfsSpec, extra LayerFiles) (name, key string, err er
 		return "", "", err
 	}
 	rname, rkey := rootfsEntry(spec, sources)
-	return "rootfs-" + rname, Key(ociLayerRecipe, "rootfs", rkey, extra), nil
+	return "rootfs-" + rname, Key(ociLayerRecipe, rootfsLayerRecipe, rkey, extra), nil
 }
 
 // writeFilteredRootfs copies the tarball to w without the entries
@@ -121,7 +126,7 @@ func rootfsDrop(p string, h *tar.Header) bool {
 	switch {
 	case strings.HasPrefix(p, "dev/"):
 		return true
-	case strings.HasPrefix(p, "usr/share/man/"), strings.HasPrefix(p, "usr/share/info/"):
+	case strings.HasPrefix(p, "usr/share/man/"), strings.HasPrefix(p, "usr/share/info/"), strings.HasPrefix(p, "usr/share/locale/"):
 		return true
 	case strings.HasPrefix(p, "usr/share/doc/"):
 		// Keep the directories and the licences.
@@ -191,15 +196,17 @@ detect() {
 	set -- $( { /usr/sbin/xtables-legacy-multi iptables-save; /usr/sbin/xtables-legacy-multi ip6tables-save; } 2>/dev/null | scan)
 	legacy_rules=$1 legacy_hint=$2
 	if [ "$nft_hint" = 1 ]; then
-		mode=nft
+		mode=nft why="kubelet chains in nft"
 	elif [ "$legacy_hint" = 1 ]; then
-		mode=legacy
+		mode=legacy why="kubelet chains in legacy"
 	elif [ "$legacy_rules" -gt "$nft_rules" ]; then
-		mode=legacy
+		mode=legacy why="more rules in legacy"
+	elif [ "$nft_rules" -gt 0 ]; then
+		mode=nft why="more rules in nft"
 	else
-		mode=nft
+		mode=nft why="no rules yet, nft by default"
 	fi
-	echo "iptables-wrapper: using iptables-$mode (nft: $nft_rules rules, legacy: $legacy_rules rules)" >&2
+	echo "iptables-wrapper: using iptables-$mode: $why (rules: nft $nft_rules, legacy $legacy_rules)" >&2
 }
 
 mode=${IPTABLES_MODE:-}
@@ -254,11 +261,19 @@ func iptablesBaseSpec(arch string) RootfsSpec {
 }
 
 // nginxEntrypoint writes the pod's hostname into index.html, so a client
-// can tell which pod answered, and listens on $PORT (80) over IPv4 and, when
-// the pod has IPv6, IPv6. Only shell builtins: the image has no coreutils.
+// can tell which pod answered, and listens on $LISTEN_PORT (80) over IPv4
+// and, when the pod has IPv6, IPv6. Only shell builtins: the image has no
+// coreutils.
 const nginxEntrypoint = `#!/bin/sh
 set -eu
-port=${PORT:-80}
+# Not $PORT or $NGINX_PORT: Kubernetes sets <SERVICE>_PORT variables.
+port=${LISTEN_PORT:-80}
+case "$port" in
+'' | *[!0-9]*)
+	echo "nginx-workload: LISTEN_PORT must be a number, not '$port'" >&2
+	exit 2
+	;;
+esac
 read -r host </proc/sys/kernel/hostname
 printf '%s\n' "$host" >/var/www/html/index.html
 {
@@ -322,6 +337,10 @@ func workloadImages() []workloadImage {
 		"var/lib/nginx":                {Mode: fs.ModeDir | 0o755},
 		"var/log/nginx":                {Mode: fs.ModeDir | 0o755},
 	})
+	probeFiles := workloadBaseFiles()
+	// Debian names nc through the alternatives system, which the extract
+	// variant does not run.
+	probeFiles["usr/bin/nc"] = LayerFile{Mode: fs.ModeSymlink, Target: "nc.openbsd"}
 	return []workloadImage{
 		{
 			ref:      NginxImage,
@@ -334,13 +353,18 @@ func workloadImages() []workloadImage {
 				StopSignal:   "SIGQUIT",
 			},
 		},
+		// dig (bind9-dnsutils) shows which server answered and how, which is
+		// the evidence the DNS check records; it costs ~20 MB more than drill.
+		// getent resolves the way applications do (search list, ndots).
 		{
 			ref:      ProbeImage,
 			packages: []string{"bind9-dnsutils", "coreutils", "curl", "dash", "iproute2", "libc-bin", "netcat-openbsd"},
-			files:    workloadBaseFiles(),
+			files:    probeFiles,
+			// Cmd, not Entrypoint: a pod's args (or docker run's
+			// arguments) then replace the sleep instead of being passed to it.
 			config: v1.Config{
-				Env:        []string{workloadPath},
-				Entrypoint: []string{"/usr/bin/sleep", "infinity"},
+				Env: []string{workloadPath},
+				Cmd: []string{"/usr/bin/sleep", "infinity"},
 			},
 		},
 	}

@@ -82,10 +82,14 @@ failCgroupV1: false
 // restrictOOMPatches set restrict_oom_score_adj in the node's containerd
 // config. The key lives in a different plugin section per config version;
 // kind applies only the patch whose "version" equals the node config's, so
-// both are given: version 3 for cnimatrix's node images, version 2 for
-// upstream kind images.
+// one is given per version: 3 for cnimatrix's node images, 2 for upstream
+// kind images, 4 for images written for containerd 2.4's newest format.
 var restrictOOMPatches = []string{
 	`version = 3
+[plugins."io.containerd.cri.v1.runtime"]
+  restrict_oom_score_adj = true
+`,
+	`version = 4
 [plugins."io.containerd.cri.v1.runtime"]
   restrict_oom_score_adj = true
 `,

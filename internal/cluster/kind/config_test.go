@@ -78,7 +78,7 @@ func TestBuildConfigHostFacts(t *testing.T) {
 				if _, err := toml.Decode(p, &doc); err != nil {
 					t.Fatalf("containerd patch is not TOML: %v\n%s", err, p)
 				}
-				section := map[int64]string{2: "io.containerd.grpc.v1.cri", 3: "io.containerd.cri.v1.runtime"}[doc["version"].(int64)]
+				section := map[int64]string{2: "io.containerd.grpc.v1.cri", 3: "io.containerd.cri.v1.runtime", 4: "io.containerd.cri.v1.runtime"}[doc["version"].(int64)]
 				plugins, _ := doc["plugins"].(map[string]any)
 				cri, _ := plugins[section].(map[string]any)
 				if cri["restrict_oom_score_adj"] != true {

@@ -358,6 +358,9 @@ type envLease struct {
 	cond  *sync.Cond
 	value string
 	users int
+	// the variable as it was before the first holder, restored after the last
+	prev    string
+	hadPrev bool
 }
 
 var netEnv = func() *envLease { l := &envLease{}; l.cond = sync.NewCond(&l.mu); return l }()
@@ -370,6 +373,7 @@ func (l *envLease) acquire(value string) (release func()) {
 	}
 	if l.users == 0 {
 		l.value = value
+		l.prev, l.hadPrev = os.LookupEnv(networkEnv)
 		os.Setenv(networkEnv, value)
 	}
 	l.users++
@@ -378,7 +382,11 @@ func (l *envLease) acquire(value string) (release func()) {
 		defer l.mu.Unlock()
 		l.users--
 		if l.users == 0 {
-			os.Unsetenv(networkEnv)
+			if l.hadPrev {
+				os.Setenv(networkEnv, l.prev)
+			} else {
+				os.Unsetenv(networkEnv)
+			}
 			l.cond.Broadcast()
 		}
 	}

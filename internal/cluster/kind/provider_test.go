@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -26,8 +27,20 @@ func TestCheckDockerMissingCLI(t *testing.T) {
 	}
 }
 
+func TestCheckDockerNoDaemon(t *testing.T) {
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Skip("no docker CLI")
+	}
+	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+	err := CheckDocker(context.Background())
+	t.Log(err)
+	if err == nil || !strings.Contains(err.Error(), "Docker engine not reachable") || !strings.Contains(err.Error(), "nonexistent") {
+		t.Errorf("err = %v", err)
+	}
+}
+
 func TestEnvLease(t *testing.T) {
-	t.Setenv(networkEnv, "")
+	t.Setenv(networkEnv, "outer")
 	r1 := netEnv.acquire("a")
 	r2 := netEnv.acquire("a") // same network: shared, no wait
 	if os.Getenv(networkEnv) != "a" {
@@ -48,6 +61,9 @@ func TestEnvLease(t *testing.T) {
 	r2()
 	if v := <-got; v != "b" {
 		t.Errorf("env = %q, want b", v)
+	}
+	if v := os.Getenv(networkEnv); v != "outer" {
+		t.Errorf("env after the last release = %q, want the value from before", v)
 	}
 }
 
@@ -197,5 +213,58 @@ func TestCreateDelete(t *testing.T) {
 	}
 	if err := p.Delete(ctx, spec.Name); err != nil {
 		t.Errorf("second delete: %v", err)
+	}
+}
+
+// TestCreateCancelled cancels a create midway (during kubeadm init) and
+// checks that Create returns promptly with the context's error and leaves no
+// node behind.
+func TestCreateCancelled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("creates a kind cluster")
+	}
+	bg := context.Background()
+	if err := CheckDocker(bg); err != nil {
+		t.Skip(err)
+	}
+	log := logx.New(os.Stderr, testing.Verbose())
+	cache, err := images.NewCache(images.DefaultCacheDir(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := cache.NodeImage(bg, "v1.37.2", runtime.GOARCH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const network = "cnimatrix-test-kindcancel"
+	if _, _, err := EnsureNetwork(bg, network); err != nil {
+		t.Fatal(err)
+	}
+	p := New(log)
+	spec := cluster.Spec{
+		Name: "cnimatrix-kindcancel", KubernetesVersion: "v1.37.2", NodeImage: ref,
+		Nodes:     []cluster.NodeSpec{{Role: cluster.ControlPlane}},
+		PodSubnet: "10.244.0.0/16", ServiceSubnet: "10.96.0.0/16", WorkDir: t.TempDir(), Network: network,
+	}
+	t.Cleanup(func() {
+		_ = p.Delete(bg, spec.Name)
+		if err := DeleteNetwork(bg, network); err != nil {
+			t.Errorf("delete network: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(bg, 8*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	_, err = p.Create(ctx, spec)
+	if err == nil || !strings.Contains(err.Error(), context.DeadlineExceeded.Error()) {
+		t.Fatalf("err = %v, want the context's deadline", err)
+	}
+	t.Logf("cancelled create returned after %s: %v", time.Since(t0).Truncate(100*time.Millisecond), err)
+	if d := time.Since(t0); d > 60*time.Second {
+		t.Errorf("cancelled create took %s", d)
+	}
+	left, err := nodeContainers(bg, spec.Name)
+	if err != nil || len(left) != 0 {
+		t.Errorf("containers left after cancelled create: %v %v", left, err)
 	}
 }

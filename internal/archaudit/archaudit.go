@@ -1,0 +1,684 @@
+// Package archaudit checks, before a cluster is created, that every image a
+// manifest runs can run on an architecture: Calico v3.1/v3.2 pods crashed on
+// arm64 with "exec format error" because their images held x86-64 binaries.
+//
+// For each image it resolves the reference in a registry, lists the
+// platforms of the index (or reads the single image's config), picks
+// linux/<arch> and streams that image's layers, top layer first, reading only
+// the ELF header of each executable: the entrypoint (or the container's
+// command) and the files in bin/, sbin/, usr/bin, usr/sbin, usr/local/bin,
+// usr/local/sbin, opt/*/bin and the image's PATH directories.
+//
+// A finding has one of four kinds:
+//
+//   - ok: the image has a linux/<arch> variant and none of the executables
+//     looked at is built for another machine.
+//   - no-variant: the index has no linux/<arch> entry, or the image is a
+//     single-platform image of another arch. A node of <arch> cannot pull it
+//     (index) or pulls it and fails with "exec format error" (single image).
+//     Upstream: calico 5963 (tag pushed without its manifest list), 5168;
+//     the same tag on two registries, multi-arch on one and amd64-only on the
+//     other (calico 4227, 4692), shows as ok for one reference and no-variant
+//     for the other.
+//   - mislabeled: the linux/<arch> variant exists but its entrypoint, or
+//     another executable in a bin directory, is an ELF of another machine
+//     (calico 4256: an "arm64" image holding an amd64 binary). The finding
+//     names the binaries and their machine.
+//   - error: the image could not be checked (registry unreachable, 401/500,
+//     unknown tag, unreadable layer). An error is never ok.
+package archaudit
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/cnimatrix/cnimatrix/internal/images"
+	"github.com/cnimatrix/cnimatrix/internal/logx"
+)
+
+// ImageRef is one image as a workload uses it.
+type ImageRef struct {
+	Ref           string `json:"image"`
+	Container     string `json:"container,omitempty"`
+	InitContainer bool   `json:"initContainer,omitempty"`
+	// Workload names the object that runs the container, as in
+	// "DaemonSet kube-system/calico-node".
+	Workload string `json:"workload,omitempty"`
+	// Command is the container's command, which replaces the image's
+	// entrypoint: its first element is the program that must run.
+	Command []string `json:"command,omitempty"`
+}
+
+// Kind is the verdict of a finding.
+type Kind string
+
+// Finding kinds; see the package comment.
+const (
+	OK         Kind = "ok"
+	NoVariant  Kind = "no-variant"
+	Mislabeled Kind = "mislabeled"
+	Error      Kind = "error"
+)
+
+// Binary is one executable of an image.
+type Binary struct {
+	Path    string `json:"path"`
+	Machine string `json:"machine"`
+	// Via is how the container reaches Path, when not by that name: the
+	// command looked up in PATH, symbolic links, scripts and their "#!".
+	Via string `json:"via,omitempty"`
+}
+
+func (b Binary) String() string { return b.Path + " (" + b.Machine + ")" }
+
+// route is how the container reaches the binary: "start_runit →
+// /usr/sbin/start_runit (#!/bin/bash) → /bin/bash → /usr/bin/bash".
+func (b Binary) route() string {
+	if b.Via == "" {
+		return b.Path
+	}
+	return b.Via + " → " + b.Path
+}
+
+// Finding is the verdict on one image of one container.
+type Finding struct {
+	Image         string `json:"image"`
+	Workload      string `json:"workload,omitempty"`
+	Container     string `json:"container,omitempty"`
+	InitContainer bool   `json:"initContainer,omitempty"`
+	Kind          Kind   `json:"kind"`
+	// Reason is one line for a person.
+	Reason string `json:"reason"`
+	// Fetched is the reference actually fetched, when a mirror rewrote it.
+	Fetched string `json:"fetched,omitempty"`
+	// Digest is the digest of what the reference resolved to (index or image).
+	Digest string `json:"digest,omitempty"`
+	// Platforms are those of the index ("linux/amd64", "linux/arm64/v8"), or
+	// the single image's own.
+	Platforms []string `json:"platforms,omitempty"`
+	// Variant is the digest of the linux/<arch> image that was scanned.
+	Variant string `json:"variant,omitempty"`
+	// Entrypoint is the program the container runs, resolved through PATH,
+	// symbolic links and "#!" lines, when it was found.
+	Entrypoint *Binary `json:"entrypoint,omitempty"`
+	// Offending are executables built for another machine than the arch.
+	Offending []Binary `json:"offending,omitempty"`
+	// Scanned counts the ELF executables whose header was read.
+	Scanned int     `json:"scanned"`
+	Seconds float64 `json:"seconds"`
+}
+
+// Report is the result of an audit, in the order of the images given.
+type Report struct {
+	Arch     string    `json:"arch"`
+	Findings []Finding `json:"findings"`
+}
+
+// OK reports whether every finding is ok.
+func (r *Report) OK() bool {
+	for _, f := range r.Findings {
+		if f.Kind != OK {
+			return false
+		}
+	}
+	return true
+}
+
+// Count returns how many findings have kind k.
+func (r *Report) Count(k Kind) int {
+	n := 0
+	for _, f := range r.Findings {
+		if f.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+// Options tune an audit. The zero value audits against the real registries.
+type Options struct {
+	// Mirrors maps an upstream registry host ("docker.io", "quay.io") to the
+	// base URL that serves its repositories: with
+	// "docker.io" -> "http://127.0.0.1:5000/docker.io", docker.io/calico/node:v3.2
+	// is fetched as 127.0.0.1:5000/docker.io/calico/node:v3.2. The key "*"
+	// applies to every upstream not named and appends the upstream's
+	// directory, the layout of the harness's own registry
+	// (images.Registry): "*" -> "http://127.0.0.1:5000".
+	Mirrors map[string]string
+	// Insecure allows plain HTTP to any registry and skips TLS verification.
+	// A mirror given with an http:// URL is reached over HTTP regardless.
+	Insecure bool
+	Log      *logx.Logger
+	// MaxExecutables caps the ELF headers read per image (default 200): once
+	// the entrypoint is known and that many executables agree, the rest of
+	// the image is not read.
+	MaxExecutables int
+	// Parallel is how many images are checked at once (default 2).
+	Parallel int
+	// ImageTimeout bounds the work on one image (default 3 minutes).
+	ImageTimeout time.Duration
+}
+
+// InputError is an error in what the caller asked for (an unparsable image
+// reference, an unknown arch, a bad mirror), as opposed to a registry that
+// could not be reached, which is an error finding.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+func inputErr(format string, args ...any) error {
+	return &InputError{fmt.Errorf(format, args...)}
+}
+
+// Audit checks every image for linux/arch and returns one finding per
+// element of images, in order. It returns an *InputError for a bad
+// reference, arch or mirror, before contacting any registry; registry
+// failures are findings of kind Error, not errors. When ctx ends, the report
+// so far is returned with ctx's error.
+func Audit(ctx context.Context, imgs []ImageRef, arch string, opts Options) (*Report, error) {
+	want, ok := archMachines[arch]
+	if !ok {
+		return nil, inputErr("unknown arch %q (known: %s)", arch, strings.Join(KnownArches(), ", "))
+	}
+	if opts.Log == nil {
+		opts.Log = logx.Discard()
+	}
+	if opts.MaxExecutables <= 0 {
+		opts.MaxExecutables = 200
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = 2
+	}
+	if opts.ImageTimeout <= 0 {
+		opts.ImageTimeout = 3 * time.Minute
+	}
+	mirrors, err := parseMirrors(opts.Mirrors)
+	if err != nil {
+		return nil, err
+	}
+
+	// One job per distinct reference: the calico cni image runs as
+	// install-cni and as upgrade-ipam, and its layers are read once for both.
+	type job struct {
+		ref     name.Reference
+		fetch   name.Reference
+		progs   []string // container commands; "" is the image's own entrypoint
+		results map[string]*result
+	}
+	jobs := map[string]*job{}
+	var order []*job
+	for i, im := range imgs {
+		if strings.TrimSpace(im.Ref) == "" {
+			return nil, inputErr("image %d (%s): empty image reference", i+1, where(im))
+		}
+		ref, err := name.ParseReference(im.Ref)
+		if err != nil {
+			return nil, inputErr("image %q (%s): not a valid image reference: %w", im.Ref, where(im), err)
+		}
+		j := jobs[ref.Name()]
+		if j == nil {
+			fetch, err := mirrors.rewrite(ref, opts.Insecure)
+			if err != nil {
+				return nil, inputErr("image %q: %w", im.Ref, err)
+			}
+			j = &job{ref: ref, fetch: fetch}
+			jobs[ref.Name()] = j
+			order = append(order, j)
+		}
+		if p := program(im); !slices.Contains(j.progs, p) {
+			j.progs = append(j.progs, p)
+		}
+	}
+
+	a := &auditor{want: want, arch: arch, opts: opts, transport: newTransport(opts.Insecure)}
+	sem := make(chan struct{}, opts.Parallel)
+	var wg sync.WaitGroup
+	for _, j := range order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				j.results = errorResults(j.progs, fmt.Errorf("not checked: %w", ctx.Err()))
+				return
+			}
+			defer func() { <-sem }()
+			t0 := time.Now()
+			ictx, cancel := context.WithTimeout(ctx, opts.ImageTimeout)
+			defer cancel()
+			j.results = a.check(ictx, j.fetch, j.progs)
+			opts.Log.Debugf("archaudit %s: %s", j.ref.Name(), time.Since(t0).Truncate(time.Millisecond))
+		}()
+	}
+	wg.Wait()
+
+	rep := &Report{Arch: arch, Findings: make([]Finding, 0, len(imgs))}
+	for _, im := range imgs {
+		ref, _ := name.ParseReference(im.Ref)
+		j := jobs[ref.Name()]
+		r := j.results[program(im)]
+		f := r.finding
+		f.Image = im.Ref
+		f.Workload = im.Workload
+		f.Container = im.Container
+		f.InitContainer = im.InitContainer
+		if j.fetch.Name() != j.ref.Name() {
+			f.Fetched = j.fetch.Name()
+		}
+		rep.Findings = append(rep.Findings, f)
+	}
+	return rep, ctx.Err()
+}
+
+// KnownArches lists the arch names Audit accepts (Go's GOARCH spelling).
+func KnownArches() []string {
+	var out []string
+	for a := range archMachines {
+		out = append(out, a)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func where(im ImageRef) string {
+	var parts []string
+	if im.Workload != "" {
+		parts = append(parts, im.Workload)
+	}
+	if im.Container != "" {
+		c := "container " + im.Container
+		if im.InitContainer {
+			c = "init container " + im.Container
+		}
+		parts = append(parts, c)
+	}
+	if len(parts) == 0 {
+		return "no workload"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func program(im ImageRef) string {
+	if len(im.Command) > 0 {
+		return im.Command[0]
+	}
+	return ""
+}
+
+// result is the finding for one program of one image, before the fields
+// that belong to the container are filled in.
+type result struct{ finding Finding }
+
+func errorResults(progs []string, err error) map[string]*result {
+	out := map[string]*result{}
+	for _, p := range progs {
+		out[p] = &result{Finding{Kind: Error, Reason: err.Error()}}
+	}
+	return out
+}
+
+type auditor struct {
+	want      machine
+	arch      string
+	opts      Options
+	transport http.RoundTripper
+}
+
+func newTransport(insecure bool) http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	if insecure {
+		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user asked for --insecure
+	}
+	return t
+}
+
+// check resolves ref (fetched as fetch) and returns one result per program.
+func (a *auditor) check(ctx context.Context, fetch name.Reference, progs []string) map[string]*result {
+	t0 := time.Now()
+	out := a.check1(ctx, fetch, progs)
+	secs := time.Since(t0).Seconds()
+	for _, r := range out {
+		r.finding.Seconds = secs
+	}
+	return out
+}
+
+func (a *auditor) remoteOpts(ctx context.Context) []remote.Option {
+	return []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithTransport(a.transport),
+		// The audit reads what anyone may pull; it never looks for credentials.
+		remote.WithAuth(authn.Anonymous),
+		remote.WithUserAgent("cnimatrix-archaudit"),
+		// A registry that answers 500 is an error finding in seconds, not after
+		// the default 1 s + 3 s + 9 s of retries.
+		remote.WithRetryBackoff(remote.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 2}),
+	}
+}
+
+func (a *auditor) check1(ctx context.Context, fetch name.Reference, progs []string) map[string]*result {
+	fail := func(format string, args ...any) map[string]*result {
+		return errorResults(progs, fmt.Errorf(format, args...))
+	}
+	ropts := a.remoteOpts(ctx)
+	desc, err := remote.Get(fetch, ropts...)
+	if err != nil {
+		return fail("resolve %s: %s", fetch.Name(), describeErr(err))
+	}
+	base := Finding{Digest: desc.Digest.String()}
+	var img v1.Image
+	switch {
+	case desc.MediaType.IsIndex():
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return fail("read index %s: %s", fetch.Name(), describeErr(err))
+		}
+		platforms, variant, err := a.pick(idx, 0)
+		if err != nil {
+			return fail("read index %s: %s", fetch.Name(), describeErr(err))
+		}
+		base.Platforms = platforms
+		if variant == nil {
+			base.Kind = NoVariant
+			base.Reason = fmt.Sprintf("index has no linux/%s entry (platforms: %s)", a.arch, orNone(platforms))
+			return sameForAll(progs, base)
+		}
+		img = variant
+	case desc.MediaType.IsImage():
+		img, err = desc.Image()
+		if err != nil {
+			return fail("read image %s: %s", fetch.Name(), describeErr(err))
+		}
+	default:
+		return fail("resolve %s: unsupported manifest media type %q", fetch.Name(), desc.MediaType)
+	}
+
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return fail("read image config of %s: %s", fetch.Name(), describeErr(err))
+	}
+	if dg, err := img.Digest(); err == nil {
+		base.Variant = dg.String()
+	}
+	own := platformString(cfg.OS, cfg.Architecture, cfg.Variant)
+	if base.Platforms == nil {
+		base.Platforms = []string{own}
+	}
+	sc, err := scanImage(ctx, img, cfg, progs, a.want, a.opts.MaxExecutables)
+	if err != nil {
+		return fail("scan %s (%s): %s", fetch.Name(), own, describeErr(err))
+	}
+	out := map[string]*result{}
+	for _, p := range progs {
+		f := base
+		f.Scanned = sc.scanned
+		ep := sc.entrypoints[p]
+		if ep.binary != nil {
+			b := *ep.binary
+			f.Entrypoint = &b
+		}
+		f.Offending = sc.offending(ep)
+		switch {
+		case !desc.MediaType.IsIndex() && (cfg.OS != "linux" || cfg.Architecture != a.arch):
+			// Single-platform images are pulled on any node; the runtime then
+			// fails to exec them.
+			f.Kind = NoVariant
+			f.Reason = fmt.Sprintf("single-platform image for %s, no linux/%s", own, a.arch)
+			if ep.binary != nil {
+				f.Reason += "; entrypoint " + ep.binary.route() + " is " + ep.binary.Machine
+			}
+		default:
+			f.Kind, f.Reason = a.judge(sc, ep, f.Offending, own)
+		}
+		out[p] = &result{f}
+	}
+	return out
+}
+
+// judge turns what a scan saw into a kind and a reason.
+func (a *auditor) judge(sc *scan, ep entrypoint, offending []Binary, platform string) (Kind, string) {
+	var notes []string
+	if ep.note != "" {
+		notes = append(notes, ep.note)
+	}
+	suffix := func() string {
+		if len(notes) == 0 {
+			return ""
+		}
+		return " (" + strings.Join(notes, "; ") + ")"
+	}
+	switch {
+	case ep.binary != nil && ep.foreign:
+		return Mislabeled, fmt.Sprintf("%s image's entrypoint %s is %s, not %s%s",
+			platform, ep.binary.route(), ep.binary.Machine, a.want.name, listOthers(offending, ep.binary.Path))
+	case len(offending) > 0:
+		what := "its executables include"
+		if ep.binary != nil {
+			what = fmt.Sprintf("entrypoint %s is %s, but", ep.binary.route(), ep.binary.Machine)
+		}
+		return Mislabeled, fmt.Sprintf("%s image: %s %d built for another machine: %s%s",
+			platform, what, sc.foreignCount, binList(offending), suffix())
+	case ep.binary != nil:
+		return OK, fmt.Sprintf("%s: entrypoint %s is %s; %d executables checked%s", platform, ep.binary.route(), ep.binary.Machine, sc.scanned, suffix())
+	case sc.scanned > 0:
+		return OK, fmt.Sprintf("%s: %d executables checked, all %s%s", platform, sc.scanned, a.want.name, suffix())
+	}
+	notes = append(notes, "no ELF executable found to check")
+	return OK, fmt.Sprintf("%s present%s", platform, suffix())
+}
+
+func listOthers(offending []Binary, skip string) string {
+	var rest []Binary
+	for _, b := range offending {
+		if b.Path != skip {
+			rest = append(rest, b)
+		}
+	}
+	if len(rest) == 0 {
+		return ""
+	}
+	return "; also " + binList(rest)
+}
+
+func binList(bs []Binary) string {
+	const show = 3
+	var parts []string
+	for i, b := range bs {
+		if i == show {
+			parts = append(parts, fmt.Sprintf("and %d more", len(bs)-show))
+			break
+		}
+		parts = append(parts, b.String())
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sameForAll(progs []string, f Finding) map[string]*result {
+	out := map[string]*result{}
+	for _, p := range progs {
+		out[p] = &result{f}
+	}
+	return out
+}
+
+func orNone(xs []string) string {
+	if len(xs) == 0 {
+		return "none"
+	}
+	return strings.Join(xs, ", ")
+}
+
+// pick lists the platforms of idx and returns the linux/<arch> image, nil
+// when there is none. Nested indexes are followed one level deep.
+func (a *auditor) pick(idx v1.ImageIndex, depth int) ([]string, v1.Image, error) {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, nil, err
+	}
+	var platforms []string
+	var found v1.Image
+	for _, d := range im.Manifests {
+		switch {
+		case d.MediaType.IsIndex() && depth == 0:
+			child, err := idx.ImageIndex(d.Digest)
+			if err != nil {
+				return nil, nil, err
+			}
+			ps, img, err := a.pick(child, depth+1)
+			if err != nil {
+				return nil, nil, err
+			}
+			platforms = append(platforms, ps...)
+			if found == nil {
+				found = img
+			}
+		case d.MediaType.IsImage():
+			if d.Platform == nil {
+				continue
+			}
+			p := d.Platform
+			// Build attestations are listed as unknown/unknown; they are not
+			// something a node runs.
+			if p.OS == "unknown" || p.Architecture == "unknown" {
+				continue
+			}
+			platforms = append(platforms, platformString(p.OS, p.Architecture, p.Variant))
+			if found == nil && p.OS == "linux" && p.Architecture == a.arch {
+				img, err := idx.Image(d.Digest)
+				if err != nil {
+					return nil, nil, err
+				}
+				found = img
+			}
+		}
+	}
+	return platforms, found, nil
+}
+
+func platformString(os, arch, variant string) string {
+	s := os + "/" + arch
+	if variant != "" {
+		s += "/" + variant
+	}
+	return s
+}
+
+// describeErr shortens registry errors to what a person acts on.
+func describeErr(err error) string {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		msg := fmt.Sprintf("registry answered %d %s", te.StatusCode, http.StatusText(te.StatusCode))
+		if len(te.Errors) > 0 {
+			msg += ": " + te.Errors[0].String()
+		}
+		return msg
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timed out: " + err.Error()
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return "cannot resolve registry host: " + dnsErr.Error()
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return "cannot reach registry: " + opErr.Error()
+	}
+	return err.Error()
+}
+
+// mirrorSet rewrites upstream references to mirrors.
+type mirrorSet struct {
+	byHost   map[string]*url.URL
+	wildcard *url.URL
+}
+
+func parseMirrors(m map[string]string) (*mirrorSet, error) {
+	ms := &mirrorSet{byHost: map[string]*url.URL{}}
+	for up, base := range m {
+		u, err := url.Parse(base)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, inputErr("mirror for %q: %q is not an http:// or https:// URL", up, base)
+		}
+		if u.RawQuery != "" || u.Fragment != "" {
+			return nil, inputErr("mirror for %q: %q has a query or fragment", up, base)
+		}
+		if up == "*" {
+			ms.wildcard = u
+			continue
+		}
+		host := normalizeHost(up)
+		if host == "" || strings.ContainsAny(host, "/ ") {
+			return nil, inputErr("mirror: %q is not a registry host (as in docker.io, quay.io)", up)
+		}
+		ms.byHost[host] = u
+	}
+	return ms, nil
+}
+
+func normalizeHost(h string) string {
+	h = strings.ToLower(strings.TrimSpace(h))
+	switch h {
+	case name.DefaultRegistry, "registry-1.docker.io":
+		return "docker.io"
+	}
+	return h
+}
+
+// rewrite returns the reference to fetch for ref.
+func (ms *mirrorSet) rewrite(ref name.Reference, insecure bool) (name.Reference, error) {
+	var nopts []name.Option
+	if insecure {
+		nopts = append(nopts, name.Insecure)
+	}
+	up := normalizeHost(ref.Context().RegistryStr())
+	u, path := ms.byHost[up], ""
+	if u != nil {
+		path = strings.Trim(u.Path, "/")
+	} else if ms.wildcard != nil {
+		u = ms.wildcard
+		path = strings.Trim(strings.Trim(u.Path, "/")+"/"+images.MirrorPath(up), "/")
+	}
+	if u == nil {
+		if insecure {
+			return name.ParseReference(ref.Name(), nopts...)
+		}
+		return ref, nil
+	}
+	if u.Scheme == "http" && !insecure {
+		nopts = append(nopts, name.Insecure)
+	}
+	repo := ref.Context().RepositoryStr()
+	if path != "" {
+		repo = path + "/" + repo
+	}
+	r, err := name.NewRepository(u.Host+"/"+repo, nopts...)
+	if err != nil {
+		return nil, fmt.Errorf("mirror %s: %w", u, err)
+	}
+	switch t := ref.(type) {
+	case name.Digest:
+		return r.Digest(t.DigestStr()), nil
+	case name.Tag:
+		return r.Tag(t.TagStr()), nil
+	}
+	return nil, fmt.Errorf("reference %s: neither a tag nor a digest", ref)
+}
