@@ -77,6 +77,7 @@ func TestE2E(t *testing.T) {
 	if outDir == "" {
 		outDir = filepath.Join(root, "_out", "e2e")
 	}
+	volumesBefore := dockerList(t, "volume", "ls", "-q")
 	RegisterFailHandler(Fail)
 	suiteCfg, reporterCfg := GinkgoConfiguration()
 	if suiteCfg.Timeout < 3*time.Hour {
@@ -85,6 +86,9 @@ func TestE2E(t *testing.T) {
 	ok := RunSpecs(t, "cnimatrix e2e", suiteCfg, reporterCfg)
 	if GinkgoParallelProcess() == 1 && !suiteCfg.DryRun {
 		assertMatrixFiles(t, ok)
+		if eng != nil && os.Getenv("CNIMATRIX_KEEP") == "" {
+			assertNothingLeft(t, eng.RunID(), volumesBefore)
+		}
 	}
 }
 

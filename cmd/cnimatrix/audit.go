@@ -92,9 +92,11 @@ reference, bad flags).`,
 			if errors.As(err, &ie) {
 				return usageError{err}
 			}
-			if err != nil {
+			if rep == nil {
 				return err
 			}
+			// Interrupted: what was found so far is still printed.
+			interrupted := err
 			out := cmd.OutOrStdout()
 			if asJSON {
 				enc := json.NewEncoder(out)
@@ -104,6 +106,9 @@ reference, bad flags).`,
 				}
 			} else if err := rep.WriteTable(out); err != nil {
 				return err
+			}
+			if interrupted != nil {
+				return fmt.Errorf("audit interrupted: %w", interrupted)
 			}
 			if !rep.OK() {
 				return failedError{rep.Summary()}

@@ -117,10 +117,13 @@ type Finding struct {
 	// Entrypoint is the program the container runs, resolved through PATH,
 	// symbolic links and "#!" lines, when it was found.
 	Entrypoint *Binary `json:"entrypoint,omitempty"`
-	// Offending are executables built for another machine than the arch.
+	// Offending are executables built for another machine than the arch:
+	// the entrypoint first, then at most 20 of the others.
 	Offending []Binary `json:"offending,omitempty"`
-	// Scanned counts the ELF executables whose header was read.
+	// Scanned counts the ELF executables whose header was read; Foreign
+	// how many of them are of another machine.
 	Scanned int     `json:"scanned"`
+	Foreign int     `json:"foreign,omitempty"`
 	Seconds float64 `json:"seconds"`
 }
 
@@ -219,8 +222,8 @@ func Audit(ctx context.Context, imgs []ImageRef, arch string, opts Options) (*Re
 	type job struct {
 		ref     name.Reference
 		fetch   name.Reference
-		progs   []string // container commands; "" is the image's own entrypoint
-		results map[string]*result
+		progs   []string           // container commands; "" is the image's own entrypoint
+		results map[string]Finding // by program
 	}
 	jobs := map[string]*job{}
 	var order []*job
@@ -247,7 +250,9 @@ func Audit(ctx context.Context, imgs []ImageRef, arch string, opts Options) (*Re
 		}
 	}
 
-	a := &auditor{want: want, arch: arch, opts: opts, transport: newTransport(opts.Insecure)}
+	tr := newTransport(opts.Insecure)
+	defer tr.CloseIdleConnections()
+	a := &auditor{want: want, arch: arch, opts: opts, transport: tr}
 	sem := make(chan struct{}, opts.Parallel)
 	var wg sync.WaitGroup
 	for _, j := range order {
@@ -261,11 +266,12 @@ func Audit(ctx context.Context, imgs []ImageRef, arch string, opts Options) (*Re
 				return
 			}
 			defer func() { <-sem }()
-			t0 := time.Now()
 			ictx, cancel := context.WithTimeout(ctx, opts.ImageTimeout)
 			defer cancel()
 			j.results = a.check(ictx, j.fetch, j.progs)
-			opts.Log.Debugf("archaudit %s: %s", j.ref.Name(), time.Since(t0).Truncate(time.Millisecond))
+			for p, f := range j.results {
+				opts.Log.Debugf("archaudit %s %s: %s in %.1fs: %s", j.fetch.Name(), p, f.Kind, f.Seconds, f.Reason)
+			}
 		}()
 	}
 	wg.Wait()
@@ -274,8 +280,7 @@ func Audit(ctx context.Context, imgs []ImageRef, arch string, opts Options) (*Re
 	for _, im := range imgs {
 		ref, _ := name.ParseReference(im.Ref)
 		j := jobs[ref.Name()]
-		r := j.results[program(im)]
-		f := r.finding
+		f := j.results[program(im)]
 		f.Image = im.Ref
 		f.Workload = im.Workload
 		f.Container = im.Container
@@ -323,16 +328,10 @@ func program(im ImageRef) string {
 	return ""
 }
 
-// result is the finding for one program of one image, before the fields
-// that belong to the container are filled in.
-type result struct{ finding Finding }
-
-func errorResults(progs []string, err error) map[string]*result {
-	out := map[string]*result{}
-	for _, p := range progs {
-		out[p] = &result{Finding{Kind: Error, Reason: err.Error()}}
-	}
-	return out
+// errorResults is the same error finding for every program of an image.
+// Findings by program leave the fields of the container to Audit.
+func errorResults(progs []string, err error) map[string]Finding {
+	return sameForAll(progs, Finding{Kind: Error, Reason: err.Error()})
 }
 
 type auditor struct {
@@ -342,7 +341,7 @@ type auditor struct {
 	transport http.RoundTripper
 }
 
-func newTransport(insecure bool) http.RoundTripper {
+func newTransport(insecure bool) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	if insecure {
 		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user asked for --insecure
@@ -350,13 +349,14 @@ func newTransport(insecure bool) http.RoundTripper {
 	return t
 }
 
-// check resolves ref (fetched as fetch) and returns one result per program.
-func (a *auditor) check(ctx context.Context, fetch name.Reference, progs []string) map[string]*result {
+// check resolves fetch and returns one finding per program.
+func (a *auditor) check(ctx context.Context, fetch name.Reference, progs []string) map[string]Finding {
 	t0 := time.Now()
 	out := a.check1(ctx, fetch, progs)
 	secs := time.Since(t0).Seconds()
-	for _, r := range out {
-		r.finding.Seconds = secs
+	for p, f := range out {
+		f.Seconds = secs
+		out[p] = f
 	}
 	return out
 }
@@ -374,8 +374,8 @@ func (a *auditor) remoteOpts(ctx context.Context) []remote.Option {
 	}
 }
 
-func (a *auditor) check1(ctx context.Context, fetch name.Reference, progs []string) map[string]*result {
-	fail := func(format string, args ...any) map[string]*result {
+func (a *auditor) check1(ctx context.Context, fetch name.Reference, progs []string) map[string]Finding {
+	fail := func(format string, args ...any) map[string]Finding {
 		return errorResults(progs, fmt.Errorf(format, args...))
 	}
 	ropts := a.remoteOpts(ctx)
@@ -385,13 +385,15 @@ func (a *auditor) check1(ctx context.Context, fetch name.Reference, progs []stri
 	}
 	base := Finding{Digest: desc.Digest.String()}
 	var img v1.Image
+	var subject string // what the verdict is about: "index entry linux/arm64/v8", "image linux/arm64"
+	isIndex := desc.MediaType.IsIndex()
 	switch {
-	case desc.MediaType.IsIndex():
+	case isIndex:
 		idx, err := desc.ImageIndex()
 		if err != nil {
 			return fail("read index %s: %s", fetch.Name(), describeErr(err))
 		}
-		platforms, variant, err := a.pick(idx, 0)
+		platforms, variant, claimed, err := a.pick(idx, 0)
 		if err != nil {
 			return fail("read index %s: %s", fetch.Name(), describeErr(err))
 		}
@@ -401,7 +403,7 @@ func (a *auditor) check1(ctx context.Context, fetch name.Reference, progs []stri
 			base.Reason = fmt.Sprintf("index has no linux/%s entry (platforms: %s)", a.arch, orNone(platforms))
 			return sameForAll(progs, base)
 		}
-		img = variant
+		img, subject = variant, "index entry "+claimed
 	case desc.MediaType.IsImage():
 		img, err = desc.Image()
 		if err != nil {
@@ -419,102 +421,113 @@ func (a *auditor) check1(ctx context.Context, fetch name.Reference, progs []stri
 		base.Variant = dg.String()
 	}
 	own := platformString(cfg.OS, cfg.Architecture, cfg.Variant)
-	if base.Platforms == nil {
+	// A single-platform image of another arch is pulled by any node and
+	// fails to exec there: the scan only names the entrypoint's binary.
+	wrongArch := !isIndex && (cfg.OS != "linux" || cfg.Architecture != a.arch)
+	if isIndex {
+		if cfg.Architecture != a.arch || (cfg.OS != "" && cfg.OS != "linux") {
+			subject += " (its config says " + own + ")"
+		}
+	} else {
 		base.Platforms = []string{own}
+		subject = "image " + own
 	}
-	sc, err := scanImage(ctx, img, cfg, progs, a.want, a.opts.MaxExecutables)
+	sc, err := scanImage(ctx, img, cfg, progs, a.want, a.opts.MaxExecutables, wrongArch)
 	if err != nil {
 		return fail("scan %s (%s): %s", fetch.Name(), own, describeErr(err))
 	}
-	out := map[string]*result{}
+	out := map[string]Finding{}
 	for _, p := range progs {
 		f := base
-		f.Scanned = sc.scanned
+		f.Scanned, f.Foreign = sc.scanned, sc.foreignCount
 		ep := sc.entrypoints[p]
 		if ep.binary != nil {
 			b := *ep.binary
 			f.Entrypoint = &b
 		}
-		f.Offending = sc.offending(ep)
-		switch {
-		case !desc.MediaType.IsIndex() && (cfg.OS != "linux" || cfg.Architecture != a.arch):
-			// Single-platform images are pulled on any node; the runtime then
-			// fails to exec them.
+		if wrongArch {
 			f.Kind = NoVariant
 			f.Reason = fmt.Sprintf("single-platform image for %s, no linux/%s", own, a.arch)
-			if ep.binary != nil {
+			switch {
+			case ep.binary != nil:
 				f.Reason += "; entrypoint " + ep.binary.route() + " is " + ep.binary.Machine
+				if ep.foreign {
+					f.Offending = []Binary{*ep.binary}
+				}
+			case ep.note != "":
+				f.Reason += " (" + ep.note + ")"
 			}
-		default:
-			f.Kind, f.Reason = a.judge(sc, ep, f.Offending, own)
+		} else {
+			f.Offending = sc.offending(ep)
+			f.Kind, f.Reason = a.judge(sc, ep, f.Offending, subject)
 		}
-		out[p] = &result{f}
+		out[p] = f
 	}
 	return out
 }
 
 // judge turns what a scan saw into a kind and a reason.
-func (a *auditor) judge(sc *scan, ep entrypoint, offending []Binary, platform string) (Kind, string) {
-	var notes []string
+func (a *auditor) judge(sc *scan, ep entrypoint, offending []Binary, subject string) (Kind, string) {
+	note := ""
 	if ep.note != "" {
-		notes = append(notes, ep.note)
+		note = " (" + ep.note + ")"
 	}
-	suffix := func() string {
-		if len(notes) == 0 {
-			return ""
-		}
-		return " (" + strings.Join(notes, "; ") + ")"
+	others := sc.foreignCount
+	if ep.binary != nil && ep.foreign && sc.isCounted(ep.binary.Path) {
+		others--
 	}
-	switch {
-	case ep.binary != nil && ep.foreign:
-		return Mislabeled, fmt.Sprintf("%s image's entrypoint %s is %s, not %s%s",
-			platform, ep.binary.route(), ep.binary.Machine, a.want.name, listOthers(offending, ep.binary.Path))
-	case len(offending) > 0:
-		what := "its executables include"
-		if ep.binary != nil {
-			what = fmt.Sprintf("entrypoint %s is %s, but", ep.binary.route(), ep.binary.Machine)
-		}
-		return Mislabeled, fmt.Sprintf("%s image: %s %d built for another machine: %s%s",
-			platform, what, sc.foreignCount, binList(offending), suffix())
-	case ep.binary != nil:
-		return OK, fmt.Sprintf("%s: entrypoint %s is %s; %d executables checked%s", platform, ep.binary.route(), ep.binary.Machine, sc.scanned, suffix())
-	case sc.scanned > 0:
-		return OK, fmt.Sprintf("%s: %d executables checked, all %s%s", platform, sc.scanned, a.want.name, suffix())
-	}
-	notes = append(notes, "no ELF executable found to check")
-	return OK, fmt.Sprintf("%s present%s", platform, suffix())
-}
-
-func listOthers(offending []Binary, skip string) string {
 	var rest []Binary
 	for _, b := range offending {
-		if b.Path != skip {
+		if ep.binary == nil || b.Path != ep.binary.Path {
 			rest = append(rest, b)
 		}
 	}
-	if len(rest) == 0 {
-		return ""
+	switch {
+	case ep.binary != nil && ep.foreign:
+		r := fmt.Sprintf("%s: entrypoint %s is %s, not %s", subject, ep.binary.route(), ep.binary.Machine, a.want.name)
+		if others > 0 {
+			r += fmt.Sprintf("; %d other executables are not %s either: %s", others, a.want.name, binList(rest, others))
+		}
+		return Mislabeled, r
+	case others > 0 && ep.binary != nil:
+		return Mislabeled, fmt.Sprintf("%s: entrypoint %s is %s, but %d of %d executables checked are not: %s",
+			subject, ep.binary.route(), ep.binary.Machine, others, sc.scanned, binList(rest, others))
+	case others > 0:
+		return Mislabeled, fmt.Sprintf("%s: %d of %d executables checked are not %s: %s%s",
+			subject, others, sc.scanned, a.want.name, binList(rest, others), note)
+	case ep.binary != nil:
+		return OK, fmt.Sprintf("%s: entrypoint %s is %s; %d executables checked", subject, ep.binary.route(), ep.binary.Machine, sc.scanned)
+	case sc.scanned > 0:
+		return OK, fmt.Sprintf("%s: %d executables checked, all %s%s", subject, sc.scanned, a.want.name, note)
 	}
-	return "; also " + binList(rest)
+	if note == "" {
+		note = " (no ELF executable found to check)"
+	} else {
+		note = note[:len(note)-1] + "; no ELF executable found to check)"
+	}
+	return OK, subject + " present" + note
 }
 
-func binList(bs []Binary) string {
+// binList names the first few of bs; total is how many there are in all.
+func binList(bs []Binary, total int) string {
 	const show = 3
 	var parts []string
 	for i, b := range bs {
 		if i == show {
-			parts = append(parts, fmt.Sprintf("and %d more", len(bs)-show))
 			break
 		}
 		parts = append(parts, b.String())
 	}
+	if total > len(parts) {
+		parts = append(parts, fmt.Sprintf("and %d more", total-len(parts)))
+	}
 	return strings.Join(parts, ", ")
 }
 
-func sameForAll(progs []string, f Finding) map[string]*result {
-	out := map[string]*result{}
+func sameForAll(progs []string, f Finding) map[string]Finding {
+	out := map[string]Finding{}
 	for _, p := range progs {
-		out[p] = &result{f}
+		out[p] = f
 	}
 	return out
 }
@@ -526,29 +539,31 @@ func orNone(xs []string) string {
 	return strings.Join(xs, ", ")
 }
 
-// pick lists the platforms of idx and returns the linux/<arch> image, nil
-// when there is none. Nested indexes are followed one level deep.
-func (a *auditor) pick(idx v1.ImageIndex, depth int) ([]string, v1.Image, error) {
+// pick lists the platforms of idx and returns the linux/<arch> image and
+// the platform the index claims for it; nil when there is none. Nested
+// indexes are followed one level deep.
+func (a *auditor) pick(idx v1.ImageIndex, depth int) ([]string, v1.Image, string, error) {
 	im, err := idx.IndexManifest()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	var platforms []string
 	var found v1.Image
+	var claimed string
 	for _, d := range im.Manifests {
 		switch {
 		case d.MediaType.IsIndex() && depth == 0:
 			child, err := idx.ImageIndex(d.Digest)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, "", err
 			}
-			ps, img, err := a.pick(child, depth+1)
+			ps, img, c, err := a.pick(child, depth+1)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, "", err
 			}
 			platforms = append(platforms, ps...)
 			if found == nil {
-				found = img
+				found, claimed = img, c
 			}
 		case d.MediaType.IsImage():
 			if d.Platform == nil {
@@ -560,17 +575,18 @@ func (a *auditor) pick(idx v1.ImageIndex, depth int) ([]string, v1.Image, error)
 			if p.OS == "unknown" || p.Architecture == "unknown" {
 				continue
 			}
-			platforms = append(platforms, platformString(p.OS, p.Architecture, p.Variant))
+			ps := platformString(p.OS, p.Architecture, p.Variant)
+			platforms = append(platforms, ps)
 			if found == nil && p.OS == "linux" && p.Architecture == a.arch {
 				img, err := idx.Image(d.Digest)
 				if err != nil {
-					return nil, nil, err
+					return nil, nil, "", err
 				}
-				found = img
+				found, claimed = img, ps
 			}
 		}
 	}
-	return platforms, found, nil
+	return platforms, found, claimed, nil
 }
 
 func platformString(os, arch, variant string) string {

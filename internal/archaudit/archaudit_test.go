@@ -104,6 +104,8 @@ func layer(t testing.TB, files ...file) v1.Layer {
 		switch {
 		case f.typ == tar.TypeSymlink:
 			h.Linkname, h.Mode = f.link, 0o777
+		case f.typ == tar.TypeLink:
+			h.Linkname, h.Mode = f.link, 0o755
 		case f.typ == tar.TypeDir:
 			h.Mode = 0o755
 		default:
@@ -323,14 +325,18 @@ func TestMislabeled(t *testing.T) {
 			layer(t, exe("opt/cni/bin/install", "arm64"), exe("opt/cni/bin/calico", "amd64")),
 		}}),
 	}))
-	rep := audit(t, refs("calico/node:v3.2.0", "quay.io/calico/cni:v3.16.5-arm64", "calico/cni:v3.16.5"), "arm64", Options{Mirrors: reg.mirrors()})
+	// The amd64 image pushed again as the arm64 entry of an index.
+	reg.push(t, "docker.io/calico/node:v3.2.1", index(t, map[string]v1.Image{"arm64": calicoNode(t, "amd64", "amd64")}))
+	rep := audit(t, refs("calico/node:v3.2.0", "quay.io/calico/cni:v3.16.5-arm64", "calico/cni:v3.16.5", "calico/node:v3.2.1"), "arm64", Options{Mirrors: reg.mirrors()})
+	wantKind(t, rep.Findings[0], Mislabeled, "index entry linux/arm64/v8: entrypoint /usr/bin/calico-node is x86-64, not aarch64; 1 other executables are not aarch64 either: /usr/sbin/ip (x86-64)")
+	wantKind(t, rep.Findings[1], Mislabeled, "image linux/arm64: entrypoint /usr/bin/calico-node is x86-64, not aarch64")
+	wantKind(t, rep.Findings[3], Mislabeled, "index entry linux/arm64/v8 (its config says linux/amd64): entrypoint /usr/bin/calico-node is x86-64")
 	for _, f := range rep.Findings[:2] {
-		wantKind(t, f, Mislabeled, "entrypoint /usr/bin/calico-node is x86-64, not aarch64", "/usr/sbin/ip (x86-64)")
 		if len(f.Offending) != 2 || f.Offending[0] != (Binary{Path: "/usr/bin/calico-node", Machine: "x86-64"}) {
 			t.Errorf("offending %+v", f.Offending)
 		}
 	}
-	wantKind(t, rep.Findings[2], Mislabeled, "entrypoint /opt/cni/bin/install is aarch64, but 1 built for another machine: /opt/cni/bin/calico (x86-64)")
+	wantKind(t, rep.Findings[2], Mislabeled, "index entry linux/arm64/v8: entrypoint /opt/cni/bin/install is aarch64, but 1 of 2 executables checked are not: /opt/cni/bin/calico (x86-64)")
 }
 
 func TestWhiteouts(t *testing.T) {
@@ -386,9 +392,42 @@ func TestEntrypointResolution(t *testing.T) {
 		t.Errorf("entrypoint %+v", f.Entrypoint)
 	}
 	f = rep.Findings[1]
-	wantKind(t, f, Mislabeled, "entrypoint /opt/cni/bin/calico-ipam is aarch64, but 1 built for another machine: /usr/bin/bash (x86-64)")
+	wantKind(t, f, Mislabeled, "entrypoint /opt/cni/bin/calico-ipam is aarch64, but 1 of 3 executables checked are not: /usr/bin/bash (x86-64)")
 	if !f.InitContainer || f.Container != "upgrade-ipam" {
 		t.Errorf("finding %+v", f)
+	}
+}
+
+// TestLinks resolves without a registry: a busybox-style hard link, a
+// relative symbolic link with "..", a PATH lookup that only ends when every
+// layer was read, and a program that is not there.
+func TestLinks(t *testing.T) {
+	img := image(t, imgSpec{arch: "arm64", entrypoint: []string{"/usr/sbin/tool"}, layers: []v1.Layer{
+		layer(t, exe("bin/busybox", "arm64"), file{name: "bin/sh", typ: tar.TypeLink, link: "./bin/busybox"}),
+		layer(t, symlink("usr/sbin/tool", "../../bin/busybox")),
+	}})
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := scanImage(context.Background(), img, cfg, []string{"", "sh", "nope", "./rel"}, archMachines["arm64"], 200, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for prog, want := range map[string]string{"": "/bin/busybox via /usr/sbin/tool", "sh": "/bin/busybox via sh → /bin/sh"} {
+		ep := s.entrypoints[prog]
+		if ep.binary == nil || ep.foreign || ep.binary.Path+" via "+ep.binary.Via != want {
+			t.Errorf("%q: %+v, want %s", prog, ep, want)
+		}
+	}
+	if ep := s.entrypoints["nope"]; ep.binary != nil || ep.note != "entrypoint nope not found in the image" {
+		t.Errorf("nope: %+v", ep)
+	}
+	if ep := s.entrypoints["./rel"]; ep.binary != nil || !strings.Contains(ep.note, "not found") {
+		t.Errorf("./rel: %+v", ep)
+	}
+	if s.scanned != 1 {
+		t.Errorf("scanned %d, want 1 (links are not executables of their own)", s.scanned)
 	}
 }
 

@@ -59,6 +59,7 @@ type scan struct {
 	opaque map[string]int // directory -> layer of its opaque whiteout
 	layer  int            // layer being read
 
+	quick        bool
 	scanned      int
 	foreignCount int
 	foreign      []Binary // the first few, in the order found
@@ -76,8 +77,12 @@ const defaultPATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // is known and either max executables were read or every entrypoint is of
 // another machine (then the rest of that layer is still read, for the
 // binaries next to it).
-func scanImage(ctx context.Context, img v1.Image, cfg *v1.ConfigFile, progs []string, want machine, max int) (*scan, error) {
+//
+// With quick, the scan stops as soon as every entrypoint is known: the
+// caller only wants to name it.
+func scanImage(ctx context.Context, img v1.Image, cfg *v1.ConfigFile, progs []string, want machine, max int, quick bool) (*scan, error) {
 	s := newScan(cfg, progs, want, max)
+	s.quick = quick
 	layers, err := img.Layers()
 	if err != nil {
 		return nil, fmt.Errorf("list layers: %w", err)
@@ -308,9 +313,15 @@ func (s *scan) uncount(p string, e *entry) {
 }
 
 // done resolves what is still open and reports whether the cap of
-// executables is reached with every entrypoint known.
+// executables is reached (or, for a quick scan, not needed) with every
+// entrypoint known.
 func (s *scan) done() bool {
-	return s.resolveAll(false) && s.scanned >= s.max
+	return s.resolveAll(false) && (s.quick || s.scanned >= s.max)
+}
+
+func (s *scan) isCounted(abs string) bool {
+	e := s.files[strings.TrimPrefix(abs, "/")]
+	return e != nil && e.counted
 }
 
 // allForeign reports whether every program is known to be of another
@@ -369,7 +380,7 @@ func (s *scan) resolve(argv0 string, final bool) entrypoint {
 	var chain []string
 	name := argv0
 	for hop := 0; ; hop++ {
-		p, st := s.findProgram(name, final)
+		p, cand, st := s.findProgram(name, final)
 		switch st {
 		case unknown:
 			return entrypoint{}
@@ -380,6 +391,9 @@ func (s *scan) resolve(argv0 string, final bool) entrypoint {
 		disp := "/" + p
 		if name != disp {
 			chain = append(chain, name)
+			if cand != name && cand != disp {
+				chain = append(chain, cand) // where PATH found it
+			}
 		}
 		switch {
 		case e.hdr == nil:
@@ -407,23 +421,26 @@ func (s *scan) resolve(argv0 string, final bool) entrypoint {
 func describeChain(c []string) string { return strings.Join(c, " → ") }
 
 // findProgram finds what exec would run for name: a path (relative to the
-// working directory) or a command looked up in the image's PATH.
-func (s *scan) findProgram(name string, final bool) (string, lookState) {
+// working directory) or a command looked up in the image's PATH. It
+// returns the file and the absolute path exec was given.
+func (s *scan) findProgram(name string, final bool) (string, string, lookState) {
 	if strings.Contains(name, "/") {
 		if !path.IsAbs(name) {
 			name = path.Join(s.wdir, name)
 		}
-		return s.lookup(clean(name), final)
+		p, st := s.lookup(clean(name), final)
+		return p, name, st
 	}
 	s.watch[name] = true
 	for _, d := range s.pathE {
+		cand := "/" + path.Join(d, name)
 		p, st := s.lookup(path.Join(d, name), final)
 		if st != missing {
 			// An earlier PATH entry that is not known yet may still hold it.
-			return p, st
+			return p, cand, st
 		}
 	}
-	return "", missing
+	return "", "", missing
 }
 
 // lookup walks p component by component, following symbolic links, and

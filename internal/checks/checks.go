@@ -238,18 +238,33 @@ func skip(ev []Evidence, format string, args ...any) Result {
 }
 
 // summarize turns per-target evidence into a Result: OK when every piece is.
+// Identical failures (the same target failing the same way on repeated
+// requests) are said once with a count.
 func summarize(ev []Evidence) Result {
-	var bad []string
-	for _, e := range ev {
-		if !e.OK {
-			bad = append(bad, e.Target+": "+e.Detail)
-		}
-	}
 	if len(ev) == 0 {
 		return fail(ev, "no targets")
 	}
-	if len(bad) > 0 {
-		return fail(ev, "%d/%d failed: %s", len(bad), len(ev), strings.Join(bad, "; "))
+	var order []string
+	count := map[string]int{}
+	failed := 0
+	for _, e := range ev {
+		if e.OK {
+			continue
+		}
+		failed++
+		k := e.Target + ": " + e.Detail
+		if count[k] == 0 {
+			order = append(order, k)
+		}
+		count[k]++
 	}
-	return Result{OK: true, Evidence: ev}
+	if failed == 0 {
+		return Result{OK: true, Evidence: ev}
+	}
+	for i, k := range order {
+		if count[k] > 1 {
+			order[i] = fmt.Sprintf("%s (x%d)", k, count[k])
+		}
+	}
+	return fail(ev, "%d/%d failed: %s", failed, len(ev), strings.Join(order, "; "))
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -195,11 +196,11 @@ nginx.cnimatrix-checks.svc.cluster.local. 30 IN	A 10.96.41.7
 
 func TestRetryBoundedAndTransientOnly(t *testing.T) {
 	n := 0
-	if got := retry(context.Background(), func(context.Context) bool { n++; return false }); got != 1 || n != 1 {
+	if got := retry(context.Background(), probeAttempts, func(context.Context) bool { n++; return false }); got != 1 || n != 1 {
 		t.Errorf("non-transient: %d attempts", got)
 	}
 	t0 := time.Now()
-	if got := retry(context.Background(), func(context.Context) bool { return true }); got != probeAttempts {
+	if got := retry(context.Background(), probeAttempts, func(context.Context) bool { return true }); got != probeAttempts {
 		t.Errorf("transient: %d attempts, want %d", got, probeAttempts)
 	}
 	if d := time.Since(t0); d < 3*time.Second || d > 6*time.Second {
@@ -208,7 +209,7 @@ func TestRetryBoundedAndTransientOnly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	t0 = time.Now()
-	if got := retry(ctx, func(context.Context) bool { return true }); got != 1 || time.Since(t0) > time.Second {
+	if got := retry(ctx, probeAttempts, func(context.Context) bool { return true }); got != 1 || time.Since(t0) > time.Second {
 		t.Errorf("ctx: %d attempts in %s", got, time.Since(t0))
 	}
 }
@@ -228,7 +229,7 @@ func TestHTTPGetReal(t *testing.T) {
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 	ctx := context.Background()
 
-	ok := httpGet(ctx, client, srv.URL+"/")
+	ok := httpGet(ctx, client, srv.URL+"/", probeAttempts)
 	pods := []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "nginx-abc"}}}
 	if ok.Code != 200 || ok.Attempts != 1 || servedBy(ok.Body, pods) != "nginx-abc" {
 		t.Errorf("ok: %+v", ok)
@@ -236,7 +237,7 @@ func TestHTTPGetReal(t *testing.T) {
 	if d := detailHTTP(ok, "nginx-abc", ""); d != "HTTP 200, served by nginx-abc: served by nginx-abc" {
 		t.Errorf("detail %q", d)
 	}
-	nf := httpGet(ctx, client, srv.URL+"/missing")
+	nf := httpGet(ctx, client, srv.URL+"/missing", probeAttempts)
 	if nf.Code != 404 || nf.Attempts != 1 || nf.Err != "" {
 		t.Errorf("404: %+v", nf)
 	}
@@ -247,7 +248,7 @@ func TestHTTPGetReal(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	refused := httpGet(ctx, client, "http://"+addr+"/")
+	refused := httpGet(ctx, client, "http://"+addr+"/", probeAttempts)
 	if refused.Attempts != probeAttempts || !strings.Contains(refused.Err, "connection refused") {
 		t.Errorf("refused: %+v", refused)
 	}
@@ -377,5 +378,64 @@ func TestCNIPodsReadyEvidence(t *testing.T) {
 	}
 	if (CNIPodsReady{}).Run(context.Background(), &Env{Client: fake.NewClientset()}).Err != "env.CNINamespace is not set" {
 		t.Errorf("missing namespace not reported")
+	}
+}
+
+func TestSummarizeDedupes(t *testing.T) {
+	ev := []Evidence{
+		{Target: "svc", Detail: "curl: (7) refused"},
+		{Target: "svc", OK: true, Detail: "HTTP 200"},
+		{Target: "svc", Detail: "curl: (7) refused"},
+		{Target: "other", Detail: "curl: (28) timeout"},
+	}
+	r := summarize(ev)
+	if r.OK || r.Err != "3/4 failed: svc: curl: (7) refused (x2); other: curl: (28) timeout" {
+		t.Fatalf("%q", r.Err)
+	}
+	if !summarize(ev[1:2]).OK || summarize(nil).OK {
+		t.Fatal("ok/empty wrong")
+	}
+}
+
+func TestSweep(t *testing.T) {
+	backends := []corev1.Pod{
+		{ObjectMeta: metav1.ObjectMeta{Name: "nginx-a"}, Spec: corev1.PodSpec{NodeName: "cp"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "nginx-b"}, Spec: corev1.PodSpec{NodeName: "w1"}},
+	}
+	// Healthy: the proxy alternates; both are seen by the second request.
+	n := 0
+	s := runSweep(context.Background(), backends, func(context.Context) httpProbe {
+		n++
+		return httpProbe{Code: 200, Body: []string{"nginx-a\n", "nginx-b\n"}[n%2], Latency: time.Millisecond}
+	})
+	r := summarize(s.evidence("PodToClusterIP", "probe", "svc"))
+	if !r.OK || s.requests != 2 || r.Evidence[0].Attempts != 2 || r.Evidence[1].Attempts != 1 {
+		t.Fatalf("healthy: %s", r)
+	}
+
+	// nginx-b's node is unreachable: every request routed there times out.
+	// A retry would have landed on nginx-a and passed; the sweep fails.
+	n = 0
+	s = runSweep(context.Background(), backends, func(context.Context) httpProbe {
+		n++
+		if n%2 == 0 {
+			return httpProbe{Err: fmt.Sprintf("curl: (28) Failed to connect to 10.96.0.9 port 80 after %d ms: Timeout was reached", 3000+n%3)}
+		}
+		return httpProbe{Code: 200, Body: "nginx-a\n"}
+	})
+	r = summarize(s.evidence("PodToClusterIP", "probe", "svc"))
+	t.Logf("%s", r)
+	if r.OK || s.requests != 8 || s.failedRequests() != sweepMaxFailures {
+		t.Fatalf("broken backend: requests %d failed %d\n%s", s.requests, s.failedRequests(), r)
+	}
+	want := "1/2 failed: svc -> backend nginx-b@w1: never answered in 8 requests; 4 failed: curl: (28) Failed to connect to 10.96.0.9 port 80 after … ms: Timeout was reached (x4)"
+	if r.Err != want {
+		t.Errorf("\n got %s\nwant %s", r.Err, want)
+	}
+
+	// A body naming no backend is a failure, not an answer.
+	s = runSweep(context.Background(), backends[:1], func(context.Context) httpProbe { return httpProbe{Code: 200, Body: "Welcome to nginx!"} })
+	if r := summarize(s.evidence("c", "s", "t")); r.OK || !strings.Contains(r.Err, "body names no nginx pod") {
+		t.Errorf("stray body: %s", r)
 	}
 }

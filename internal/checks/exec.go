@@ -99,13 +99,13 @@ func probeBackoff() wait.Backoff {
 }
 
 // retry calls attempt until it reports a result that is not transient, or
-// probeAttempts were made, or ctx ends; it returns the number of attempts.
-func retry(ctx context.Context, attempt func(ctx context.Context) (transient bool)) int {
+// max attempts were made, or ctx ends; it returns the number of attempts.
+func retry(ctx context.Context, max int, attempt func(ctx context.Context) (transient bool)) int {
 	b := probeBackoff()
 	n := 0
 	for {
 		n++
-		if !attempt(ctx) || n >= probeAttempts {
+		if !attempt(ctx) || n >= max {
 			return n
 		}
 		t := time.NewTimer(b.Step())

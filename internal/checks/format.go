@@ -23,8 +23,13 @@ func (e Evidence) String() string {
 		b.WriteString(": " + e.Detail)
 	}
 	var meta []string
-	if e.Latency > 0 {
+	switch {
+	case e.Latency > 0:
 		meta = append(meta, roundLatency(e.Latency).String())
+	case e.Attempts > 0 && e.OK:
+		// A probe that answered in less than its tool's resolution (dig
+		// reports whole milliseconds).
+		meta = append(meta, "<1ms")
 	}
 	switch {
 	case e.Attempts == 1:
@@ -45,7 +50,7 @@ func roundLatency(d time.Duration) time.Duration {
 	case d >= time.Millisecond:
 		return d.Round(100 * time.Microsecond)
 	}
-	return d
+	return d.Round(time.Microsecond)
 }
 
 // String is a header line (name, verdict, duration, error) followed by one

@@ -12,9 +12,10 @@ import (
 )
 
 // HostToNodePort fetches the nginx Service's NodePort on every node's
-// InternalIP from this process, i.e. from outside the cluster: the path
-// through kube-proxy's NodePort rules and, for backends on other nodes, the
-// CNI's node-to-pod routes.
+// InternalIP from this process, i.e. from outside the cluster, until every
+// nginx pod has answered through each node (see runSweep): the path through
+// kube-proxy's NodePort rules and, for backends on other nodes, the CNI's
+// node-to-pod routes.
 type HostToNodePort struct{}
 
 func (HostToNodePort) Name() string { return NameHostToNodePort }
@@ -49,23 +50,17 @@ func (c HostToNodePort) Run(ctx context.Context, env *Env) Result {
 			continue
 		}
 		url := fmt.Sprintf("http://%s/", hostPort(ip, np))
-		r := httpGet(ctx, client, url)
-		served := servedBy(r.Body, d.nginx)
-		ev = append(ev, Evidence{
-			Check: c.Name(), Source: "host", Target: fmt.Sprintf("node %s %s", n.Name, url),
-			OK:      r.Err == "" && r.Code == 200 && served != "",
-			Detail:  detailHTTP(r, served, ""),
-			Latency: r.Latency, Attempts: r.Attempts,
-		})
+		s := runSweep(ctx, d.nginx, func(ctx context.Context) httpProbe { return httpGet(ctx, client, url, 1) })
+		ev = append(ev, s.evidence(c.Name(), "host", fmt.Sprintf("node %s %s", n.Name, url))...)
 	}
 	return summarize(ev)
 }
 
-// httpGet fetches url from this process, retrying only when no response
-// arrived (connection refused, reset, timeout).
-func httpGet(ctx context.Context, client *http.Client, url string) httpProbe {
+// httpGet fetches url from this process, up to attempts times while no
+// response arrives (connection refused, reset, timeout).
+func httpGet(ctx context.Context, client *http.Client, url string, attempts int) httpProbe {
 	var p httpProbe
-	p.Attempts = retry(ctx, func(ctx context.Context) bool {
+	p.Attempts = retry(ctx, attempts, func(ctx context.Context) bool {
 		p = httpProbe{}
 		t0 := time.Now()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

@@ -6,9 +6,11 @@ import (
 	"strings"
 )
 
-// PodToClusterIP fetches the nginx Service's ClusterIP from the probe pod,
-// once per nginx pod, recording which backend answered each time. A wrong
-// targetPort shows here as refused connections.
+// PodToClusterIP fetches the nginx Service's ClusterIP from the probe pod
+// until every nginx pod has answered through it (see runSweep), so a backend
+// on a node the pod network cannot reach fails the check instead of being
+// hidden behind the reachable ones. A wrong targetPort shows here as refused
+// connections.
 type PodToClusterIP struct{}
 
 func (PodToClusterIP) Name() string { return NamePodToClusterIP }
@@ -27,17 +29,7 @@ func (c PodToClusterIP) Run(ctx context.Context, env *Env) Result {
 	}
 	sp := d.svc.Spec.Ports[0]
 	url := fmt.Sprintf("http://%s/", hostPort(ip, sp.Port))
+	s := runSweep(ctx, d.nginx, func(ctx context.Context) httpProbe { return env.curlFrom(ctx, d.probe, url, 1) })
 	target := fmt.Sprintf("service %s %s (targetPort %s)", nginxName, url, sp.TargetPort.String())
-	var ev []Evidence
-	for range d.nginx {
-		r := env.curlFrom(ctx, d.probe, url)
-		served := servedBy(r.Body, d.nginx)
-		ev = append(ev, Evidence{
-			Check: c.Name(), Source: d.source(), Target: target,
-			OK:      r.Err == "" && r.Code == 200 && served != "",
-			Detail:  detailHTTP(r, served, ""),
-			Latency: r.Latency, Attempts: r.Attempts,
-		})
-	}
-	return summarize(ev)
+	return summarize(s.evidence(c.Name(), d.source(), target))
 }

@@ -28,7 +28,7 @@ func (c PodToPodAcrossNodes) Run(ctx context.Context, env *Env) Result {
 			continue
 		}
 		url := fmt.Sprintf("http://%s/", hostPort(p.Status.PodIP, 80))
-		r := env.curlFrom(ctx, d.probe, url)
+		r := env.curlFrom(ctx, d.probe, url, probeAttempts)
 		served := servedBy(r.Body, d.nginx)
 		ev = append(ev, Evidence{
 			Check: c.Name(), Source: d.source(),

@@ -54,7 +54,7 @@ func (c PodToServiceDNS) Run(ctx context.Context, env *Env) Result {
 		return summarize(ev)
 	}
 	url := fmt.Sprintf("http://%s/", net.JoinHostPort(name, fmt.Sprint(d.svc.Spec.Ports[0].Port)))
-	r := env.curlFrom(ctx, d.probe, url)
+	r := env.curlFrom(ctx, d.probe, url, probeAttempts)
 	served := servedBy(r.Body, d.nginx)
 	ev = append(ev, Evidence{
 		Check: c.Name(), Source: d.source(), Target: "service " + url,

@@ -49,10 +49,11 @@ var curlTransient = map[int]string{
 	56: "receive failure",
 }
 
-// curlFrom runs curl in pod against url with retries on transport failures.
-func (e *Env) curlFrom(ctx context.Context, pod *corev1.Pod, url string) httpProbe {
+// curlFrom runs curl in pod against url, up to attempts times while the
+// failure is at transport level.
+func (e *Env) curlFrom(ctx context.Context, pod *corev1.Pod, url string, attempts int) httpProbe {
 	var p httpProbe
-	p.Attempts = retry(ctx, func(ctx context.Context) bool {
+	p.Attempts = retry(ctx, attempts, func(ctx context.Context) bool {
 		actx, cancel := context.WithTimeout(ctx, probeMaxTime*time.Second+execSlack)
 		defer cancel()
 		out := e.exec(actx, pod, curlArgv(url)...)
@@ -138,7 +139,10 @@ func detailHTTP(p httpProbe, served, want string) string {
 	default:
 		s += ", body names no nginx pod"
 	}
-	return s + ": " + excerpt(p.Body, 120)
+	if b := excerpt(p.Body, 120); b != "" {
+		return s + ": " + b
+	}
+	return s + " (empty body)"
 }
 
 // dnsProbe is the outcome of one lookup with dig.
@@ -159,7 +163,7 @@ func digArgv(name, qtype string) []string {
 // dig exits 9 when no server answered, the only outcome worth retrying.
 func (e *Env) digFrom(ctx context.Context, pod *corev1.Pod, name, qtype string) dnsProbe {
 	var d dnsProbe
-	d.Attempts = retry(ctx, func(ctx context.Context) bool {
+	d.Attempts = retry(ctx, probeAttempts, func(ctx context.Context) bool {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second+execSlack)
 		defer cancel()
 		out := e.exec(actx, pod, digArgv(name, qtype)...)

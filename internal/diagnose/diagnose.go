@@ -56,10 +56,21 @@ func classify(p matrix.Phase, text string) string {
 		return KernelFeature
 	case p.Infra:
 		return Infra
-	case strings.HasPrefix(p.Name, "check:") && (strings.Contains(p.Name, "pod-to") || strings.Contains(p.Name, "host-to") || strings.Contains(p.Name, "dns")):
+	case isProbeCheck(p.Name):
 		return Connectivity
 	case strings.Contains(t, "deadline exceeded") || strings.Contains(t, "timed out") || strings.Contains(t, "timeout"):
 		return Timeout
 	}
 	return "unclassified"
+}
+
+// isProbeCheck reports whether a phase is a reachability check (pod to pod,
+// pod to service, DNS, host to NodePort), whose failure is connectivity.
+func isProbeCheck(phase string) bool {
+	name, ok := strings.CutPrefix(phase, "check:")
+	if !ok {
+		return false
+	}
+	n := strings.ToLower(strings.ReplaceAll(name, "-", ""))
+	return strings.HasPrefix(n, "podto") || strings.HasPrefix(n, "hostto") || strings.Contains(n, "dns")
 }

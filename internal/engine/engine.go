@@ -55,6 +55,8 @@ type Engine struct {
 	registry *images.Registry
 	kind     *kindprov.Provider
 
+	stopRegistry context.CancelFunc
+
 	mu         sync.Mutex
 	nodeImages map[string]string // k8s version -> node image
 	pushed     map[string]bool   // image refs in the registry
@@ -88,8 +90,13 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, &HostError{Err: fmt.Errorf("create docker network: %w", err)}
 	}
 	e.gateway = gw
-	reg, err := images.StartRegistry(ctx, gw+":0", opts.Log)
+	// The registry serves the nodes for the whole run, not for the caller's
+	// context (a Ginkgo BeforeSuite's ends when the node does): Close stops it.
+	regCtx, stopReg := context.WithCancel(context.WithoutCancel(ctx))
+	e.stopRegistry = stopReg
+	reg, err := images.StartRegistry(regCtx, gw+":0", opts.Log)
 	if err != nil {
+		stopReg()
 		_ = kindprov.DeleteNetwork(context.WithoutCancel(ctx), e.network)
 		return nil, &HostError{Err: fmt.Errorf("start local registry: %w", err)}
 	}
@@ -115,6 +122,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	var errs []error
 	if e.registry != nil {
 		errs = append(errs, e.registry.Close())
+		e.stopRegistry()
 	}
 	if !e.opts.Keep {
 		if err := kindprov.DeleteNetwork(ctx, e.network); err != nil {

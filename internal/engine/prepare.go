@@ -32,6 +32,9 @@ func (e *Engine) Prepare(ctx context.Context, s *scenario.Scenario) error {
 	return e.PushImages(ctx, s.CNI.Name, archList)
 }
 
+// ImageArches are the platforms of every workload and offline-CNI image.
+var ImageArches = []string{"amd64", "arm64"}
+
 // NodeImage returns the node image for a Kubernetes version, building it once.
 func (e *Engine) NodeImage(ctx context.Context, k8sVersion, arch string) (string, error) {
 	e.mu.Lock()
@@ -57,7 +60,11 @@ func (e *Engine) PushImages(ctx context.Context, cni string, arches []string) er
 	return err
 }
 
-func (e *Engine) pushImages(ctx context.Context, cni string, arches []string) error {
+func (e *Engine) pushImages(ctx context.Context, cni string, _ []string) error {
+	// Workload and offline-CNI images are always multi-arch indexes, as real
+	// images are: a mixed cluster pulls both entries, and the cached store
+	// keeps one content per reference whatever the cell's arch.
+	arches := ImageArches
 	want := map[string]v1.ImageIndex{}
 	workloads, err := e.cache.WorkloadImages(ctx, arches)
 	if err != nil {
@@ -88,14 +95,13 @@ func (e *Engine) pushImages(ctx context.Context, cni string, arches []string) er
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for ref, idx := range want {
-		key := ref + fmt.Sprint(arches)
-		if e.pushed[key] {
+		if e.pushed[ref] {
 			continue
 		}
 		if err := e.registry.Push(ctx, ref, idx); err != nil {
 			return fmt.Errorf("push %s: %w", ref, err)
 		}
-		e.pushed[key] = true
+		e.pushed[ref] = true
 	}
 	return nil
 }

@@ -43,8 +43,10 @@ type GoBuild struct {
 	// Arch is the GOARCH; GOOS is always linux.
 	Arch string
 	// CGO sets CGO_ENABLED=1. Cross builds then need a cross C compiler.
-	CGO     bool
-	Tags    []string
+	CGO bool
+	// Tags are build tags.
+	Tags []string
+	// LDFlags are linker flags added after "-s -w" (e.g. "-X=pkg.var=value").
 	LDFlags []string
 }
 
@@ -56,7 +58,8 @@ const BuildModule = "cnimatrix.local/build"
 const goBuildRecipe = "gobuild/v1"
 
 // GoBuild builds b (once; later calls with the same inputs are cache hits)
-// and returns a directory holding one binary per package.
+// and returns a directory holding one binary per package, plus .module/
+// with the go.mod and go.sum that record exactly which versions went in.
 func (c *Cache) GoBuild(ctx context.Context, b GoBuild) (string, error) {
 	if err := b.validate(); err != nil {
 		return "", err
@@ -72,13 +75,13 @@ func (c *Cache) GoBuild(ctx context.Context, b GoBuild) (string, error) {
 }
 
 var (
-	nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
-	archRe = regexp.MustCompile(`^[a-z0-9]+$`)
+	goBuildNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
+	archRe        = regexp.MustCompile(`^[a-z0-9]+$`)
 )
 
 func (b GoBuild) validate() error {
 	switch {
-	case !nameRe.MatchString(b.Name):
+	case !goBuildNameRe.MatchString(b.Name):
 		return fmt.Errorf("go build: invalid name %q", b.Name)
 	case !archRe.MatchString(b.Arch):
 		return fmt.Errorf("go build %s: invalid arch %q", b.Name, b.Arch)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -59,7 +60,10 @@ func (a *applier) delete(ctx context.Context, objs []*unstructured.Unstructured)
 			continue
 		}
 		errs = append(errs, fmt.Errorf("delete %s: %w", Ref(o), err))
-		if ctx.Err() != nil {
+		var ne net.Error
+		if ctx.Err() != nil || errors.As(err, &ne) {
+			// The API server is unreachable: every other delete would fail
+			// the same way.
 			break
 		}
 	}

@@ -3,6 +3,7 @@ package install
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -218,7 +219,7 @@ func dedupEvents(evs []EventReport, said []string) []EventReport {
 	seen := map[string]bool{}
 	for i := len(evs) - 1; i >= 0 && len(out) < maxEvents; i-- {
 		ev := evs[i]
-		if seen[ev.Reason] {
+		if seen[ev.Reason] || terseEvent.MatchString(ev.Message) {
 			continue
 		}
 		seen[ev.Reason] = true
@@ -240,6 +241,10 @@ func dedupEvents(evs []EventReport, said []string) []EventReport {
 	}
 	return out
 }
+
+// terseEvent matches the kubelet's companion events ("Error: ErrImagePull")
+// that only repeat a container's waiting reason.
+var terseEvent = regexp.MustCompile(`^Error: [A-Za-z]+$`)
 
 // tail is the end of an event message: the kubelet words the same failure
 // differently in an event and in a container status, but both end with the

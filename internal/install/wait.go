@@ -76,7 +76,7 @@ func WaitWorkloads(ctx context.Context, client kubernetes.Interface, ws []Worklo
 		all := true
 		var summary []string
 		for i, w := range ws {
-			status[i] = workloadStatus(ctx, client, w)
+			status[i] = workloadStatus(ctx, client, w, status[i])
 			if !status[i].OK {
 				all = false
 				summary = append(summary, fmt.Sprintf("%s %d/%d", w, status[i].Ready, status[i].Desired))
@@ -105,9 +105,11 @@ func WaitWorkloads(ctx context.Context, client kubernetes.Interface, ws []Worklo
 	return nre
 }
 
-// workloadStatus reads one workload's readiness; API errors become its Problem
-// so that the wait keeps polling through a restarting API server.
-func workloadStatus(ctx context.Context, client kubernetes.Interface, w Workload) WorkloadReport {
+// workloadStatus reads one workload's readiness. API errors become its
+// Problem, so that the wait keeps polling through a restarting API server, and
+// keep what prev (the last reading) knew: an API server that went away at the
+// end must not erase the evidence gathered before.
+func workloadStatus(ctx context.Context, client kubernetes.Interface, w Workload, prev WorkloadReport) WorkloadReport {
 	r := WorkloadReport{Workload: w}
 	var err error
 	switch w.Kind {
@@ -130,12 +132,16 @@ func workloadStatus(ctx context.Context, client kubernetes.Interface, w Workload
 	default:
 		r.Problem = "unsupported kind " + w.Kind
 	}
-	if err != nil {
-		if apierrors.IsNotFound(err) {
-			r.Problem = "not found"
-		} else {
-			r.Problem = "get: " + err.Error()
+	switch {
+	case err == nil:
+	case apierrors.IsNotFound(err):
+		r.Problem = "not found"
+	default:
+		if prev.Workload == w {
+			r = prev
+			r.OK = false
 		}
+		r.Problem = "get: " + err.Error()
 	}
 	return r
 }

@@ -10,8 +10,10 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 func TestDaemonSetReady(t *testing.T) {
@@ -105,7 +107,7 @@ func flannelFixture() *fake.Clientset {
 	t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 	ev := func(name, reason, msg string, count int32, at time.Time) *corev1.Event {
 		return &corev1.Event{
-			ObjectMeta:     metav1.ObjectMeta{Name: name + "." + reason, Namespace: "kube-flannel"},
+			ObjectMeta:     metav1.ObjectMeta{Name: name + "." + reason + "." + at.Format("150405"), Namespace: "kube-flannel"},
 			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Name: name, Namespace: "kube-flannel"},
 			Type:           corev1.EventTypeWarning, Reason: reason, Message: msg, Count: count,
 			LastTimestamp: metav1.NewTime(at),
@@ -116,6 +118,7 @@ func flannelFixture() *fake.Clientset {
 	return fake.NewClientset(ds,
 		pod("kube-flannel-ds-abc", "x"), pod("kube-flannel-ds-def", "y"), ready, other,
 		ev("kube-flannel-ds-abc", "Failed", `Failed to pull image "docker.io/cnimatrix/nope:v1": rpc error: code = NotFound desc = failed to pull and unpack image "docker.io/cnimatrix/nope:v1": failed to resolve reference "docker.io/cnimatrix/nope:v1": docker.io/cnimatrix/nope:v1: not found`, 4, t0.Add(time.Second)),
+		ev("kube-flannel-ds-abc", "Failed", "Error: ImagePullBackOff", 9, t0.Add(3*time.Second)),
 		ev("kube-flannel-ds-abc", "BackOff", `Back-off pulling image "docker.io/cnimatrix/nope:v1"`, 9, t0.Add(2*time.Second)),
 		normal,
 	)
@@ -141,7 +144,7 @@ func TestWaitWorkloadsNotReadyEvidence(t *testing.T) {
 		t.Fatalf("workloads %+v", nre.Workloads)
 	}
 	p := nre.Workloads[0].Pods[0]
-	if p.Name != "kube-flannel-ds-abc" || p.Node != "x" || len(p.Events) != 2 || p.Events[1].Reason != "BackOff" {
+	if p.Name != "kube-flannel-ds-abc" || p.Node != "x" || len(p.Events) != 3 || p.Events[1].Reason != "BackOff" {
 		t.Errorf("pod report %+v", p)
 	}
 	msg := err.Error()
@@ -156,7 +159,7 @@ func TestWaitWorkloadsNotReadyEvidence(t *testing.T) {
 			t.Errorf("error string lacks %q", want)
 		}
 	}
-	for _, unwanted := range []string{"install-cni", "kube-flannel-ds-ok", "unrelated", "event BackOff", "event Failed", "Pulling image"} {
+	for _, unwanted := range []string{"install-cni", "kube-flannel-ds-ok", "unrelated", "event BackOff", "event Failed", "Pulling image", "Error: ImagePullBackOff"} {
 		if strings.Contains(msg, unwanted) {
 			t.Errorf("error string has %q", unwanted)
 		}
@@ -216,5 +219,33 @@ func TestPodReportUnschedulable(t *testing.T) {
 	want := "pod nginx-1 on node <none> (Pending): PodScheduled: Unschedulable: 0/2 nodes are available: 2 node(s) had untolerated taint {node.kubernetes.io/not-ready: }."
 	if got != want {
 		t.Fatalf("\n got %s\nwant %s", got, want)
+	}
+}
+
+// An API server that stops answering at the end of a wait must not erase
+// what the wait saw before.
+func TestWaitWorkloadsKeepsEvidenceWhenAPIGoesAway(t *testing.T) {
+	cs := flannelFixture()
+	calls := 0
+	cs.PrependReactor("get", "daemonsets", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		calls++
+		if calls > 1 {
+			return true, nil, errors.New(`dial tcp 127.0.0.1:36789: connect: connection refused`)
+		}
+		return false, nil, nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	defer cancel()
+	err := WaitWorkloads(ctx, cs, []Workload{{Kind: "DaemonSet", Namespace: "kube-flannel", Name: "kube-flannel-ds"}}, nil)
+	var nre *NotReadyError
+	if !errors.As(err, &nre) || calls < 2 {
+		t.Fatalf("err %v after %d calls", err, calls)
+	}
+	w := nre.Workloads[0]
+	if w.Desired != 2 || !strings.Contains(w.Problem, "connection refused") || len(w.Pods) != 2 {
+		t.Fatalf("report %+v", w)
+	}
+	if !strings.HasPrefix(err.Error(), "daemonset kube-flannel/kube-flannel-ds: 0/2 ready (get: dial tcp 127.0.0.1:36789: connect: connection refused); pod kube-flannel-ds-abc") {
+		t.Errorf("error %s", err)
 	}
 }

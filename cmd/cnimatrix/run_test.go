@@ -1,0 +1,99 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runBad runs the CLI and returns its exit status and every message it gave.
+func runBad(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	code, _, stderr, err := runCLI(t, args...)
+	if err != nil {
+		stderr += err.Error()
+	}
+	return code, stderr
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "scenario.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func networks(t *testing.T) string {
+	out, err := exec.Command("docker", "network", "ls", "--format", "{{.Name}}").Output()
+	if err != nil {
+		return "" // no Docker here: nothing can be created either
+	}
+	return string(out)
+}
+
+func TestRunBadInputExitsTwoAndCreatesNothing(t *testing.T) {
+	before := networks(t)
+	cases := map[string]struct {
+		body, want string
+	}{
+		"malformed":       {"name: x\ncni: [\n", "scenario.yaml:"},
+		"unknown field":   {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\nnodez: 2\n", `scenario.yaml:5: unknown field "nodez"`},
+		"unknown version": {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\nkubernetes: [v1.12.0]\n", `scenario.yaml:5: unknown Kubernetes version "v1.12.0"`},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			code, stderr := runBad(t, "run", writeFile(t, c.body))
+			if code != exitBadInput {
+				t.Errorf("exit %d, want %d; stderr: %s", code, exitBadInput, stderr)
+			}
+			if !strings.Contains(stderr, c.want) {
+				t.Errorf("stderr %q lacks %q", stderr, c.want)
+			}
+		})
+	}
+	t.Run("missing file", func(t *testing.T) {
+		code, stderr := runBad(t, "run", "/nonexistent/s.yaml")
+		if code != exitBadInput || !strings.Contains(stderr, "/nonexistent/s.yaml") {
+			t.Errorf("exit %d, stderr %q", code, stderr)
+		}
+	})
+	t.Run("bad filter", func(t *testing.T) {
+		code, stderr := runBad(t, "run", writeFile(t, "name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\n"), "--filter", "arch")
+		if code != exitBadInput || !strings.Contains(stderr, "key=value") {
+			t.Errorf("exit %d, stderr %q", code, stderr)
+		}
+	})
+	if after := networks(t); after != before {
+		t.Errorf("bad input created Docker networks:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+func TestRunWithoutDockerEngineExitsTwo(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+	code, stderr := runBad(t, "run", writeFile(t, "name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\nprovider: auto\n"))
+	if code != exitBadInput {
+		t.Fatalf("exit %d, want %d; stderr %s", code, exitBadInput, stderr)
+	}
+	if !strings.Contains(stderr, "Docker engine not reachable") {
+		t.Errorf("stderr %q does not name the missing Docker engine", stderr)
+	}
+}
+
+func TestHelpExplainsEveryVerb(t *testing.T) {
+	for _, verb := range []string{"run", "report", "images", "version", "gc", "diff", "audit"} {
+		code, _ := runBad(t, verb, "--help")
+		if code != 0 {
+			t.Errorf("%s --help: exit %d", verb, code)
+		}
+	}
+	root := newRoot()
+	for _, c := range root.Commands() {
+		if c.Short == "" {
+			t.Errorf("verb %s has no short help", c.Name())
+		}
+	}
+}

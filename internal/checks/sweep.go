@@ -1,0 +1,118 @@
+package checks
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// A Service passes only when every backend answers through it. A single
+// request would pass on whichever backend the proxy picked, and retrying a
+// failed request would hide a backend that cannot be reached: the retry just
+// lands on another one. So requests are sent until each backend has been seen,
+// each failed request is counted, and a backend never seen fails the check.
+const (
+	// sweepPerBackend bounds the requests to 8 per backend: with random
+	// backend choice, missing one of n healthy backends in 8n requests has a
+	// probability below 1e-3 for n <= 4.
+	sweepPerBackend = 8
+	// sweepMaxFailures ends a sweep early: a broken path fails every
+	// request routed to it, and each one may cost a full timeout.
+	sweepMaxFailures = 4
+)
+
+// sweep is what a run of requests through a Service saw.
+type sweep struct {
+	backends []corev1.Pod
+	requests int
+	first    map[string]int           // backend -> request on which it first answered
+	answers  map[string]int           // backend -> answers
+	latency  map[string]time.Duration // backend -> latency of its first answer
+	body     map[string]string        // backend -> its first body
+	failures map[string]int           // failure detail -> count
+	order    []string                 // failure details in order seen
+}
+
+// runSweep calls get (one request, no retries) until every backend answered,
+// or the request or failure budget is spent, or ctx ends.
+func runSweep(ctx context.Context, backends []corev1.Pod, get func(ctx context.Context) httpProbe) *sweep {
+	s := &sweep{backends: backends, first: map[string]int{}, answers: map[string]int{}, latency: map[string]time.Duration{},
+		body: map[string]string{}, failures: map[string]int{}}
+	budget := sweepPerBackend * max(len(backends), 1)
+	failed := 0
+	for s.requests < budget && failed < sweepMaxFailures && len(s.first) < len(backends) && ctx.Err() == nil {
+		s.requests++
+		r := get(ctx)
+		served := servedBy(r.Body, backends)
+		if r.Err != "" || r.Code != 200 || served == "" {
+			failed++
+			d := failureKey(detailHTTP(r, served, ""))
+			if s.failures[d] == 0 {
+				s.order = append(s.order, d)
+			}
+			s.failures[d]++
+			continue
+		}
+		s.answers[served]++
+		if _, seen := s.first[served]; !seen {
+			s.first[served], s.latency[served], s.body[served] = s.requests, r.Latency, r.Body
+		}
+	}
+	return s
+}
+
+var elapsedMS = regexp.MustCompile(`after \d+ ms`)
+
+// failureKey drops what differs between two identical failures (curl's
+// elapsed time), so they are counted as one.
+func failureKey(d string) string {
+	return elapsedMS.ReplaceAllString(d, "after … ms")
+}
+
+func (s *sweep) failureSummary() string {
+	var parts []string
+	for _, d := range s.order {
+		if n := s.failures[d]; n > 1 {
+			parts = append(parts, fmt.Sprintf("%s (x%d)", d, n))
+		} else {
+			parts = append(parts, d)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (s *sweep) failedRequests() int {
+	n := 0
+	for _, c := range s.failures {
+		n += c
+	}
+	return n
+}
+
+// evidence is one line per backend: reached through the Service or not.
+func (s *sweep) evidence(check, source, target string) []Evidence {
+	var ev []Evidence
+	for i := range s.backends {
+		b := &s.backends[i]
+		e := Evidence{Check: check, Source: source, Target: fmt.Sprintf("%s -> backend %s@%s", target, b.Name, b.Spec.NodeName)}
+		if at, ok := s.first[b.Name]; ok {
+			e.OK, e.Latency, e.Attempts = true, s.latency[b.Name], at
+			e.Detail = fmt.Sprintf("HTTP 200, answered %d of %d requests: %s", s.answers[b.Name], s.requests, excerpt(s.body[b.Name], 80))
+			if f := s.failedRequests(); f > 0 {
+				e.Detail += fmt.Sprintf("; %d requests failed: %s", f, s.failureSummary())
+			}
+		} else {
+			e.Attempts = s.requests
+			e.Detail = fmt.Sprintf("never answered in %d requests", s.requests)
+			if f := s.failedRequests(); f > 0 {
+				e.Detail += fmt.Sprintf("; %d failed: %s", f, s.failureSummary())
+			}
+		}
+		ev = append(ev, e)
+	}
+	return ev
+}
