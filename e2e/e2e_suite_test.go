@@ -9,6 +9,7 @@ import (
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -220,6 +221,9 @@ func assertMatrixFiles(t *testing.T, suiteOK bool) {
 					}
 				}
 			}
+			if r.Outcome == matrix.Fail {
+				assertArtifacts(t, r)
+			}
 			if !strings.Contains(string(md), c.ID()) {
 				t.Errorf("matrix.md does not mention %s", c.ID())
 			}
@@ -246,4 +250,33 @@ func hasPhase(r matrix.Result, name string) bool {
 		}
 	}
 	return false
+}
+
+// assertArtifacts checks a failed cell left a debugging folder without secrets.
+func assertArtifacts(t *testing.T, r matrix.Result) {
+	t.Helper()
+	if r.Artifacts == "" {
+		t.Errorf("failed cell %s has no artifacts folder", r.ID)
+		return
+	}
+	for _, f := range []string{"pods.yaml", "pods.txt", "events.txt", "services.yaml", "endpointslices.yaml", "nodes.yaml"} {
+		if _, err := os.Stat(filepath.Join(r.Artifacts, f)); err != nil {
+			t.Errorf("artifacts of %s: %v", r.ID, err)
+		}
+	}
+	journals, _ := filepath.Glob(filepath.Join(r.Artifacts, "nodes", "*", "kubelet.log"))
+	if len(journals) == 0 {
+		t.Errorf("artifacts of %s: no node kubelet journal", r.ID)
+	}
+	secret := regexp.MustCompile(`\b[a-z0-9]{6}\.[a-z0-9]{16}\b|-----BEGIN [A-Z ]*PRIVATE KEY-----`)
+	_ = filepath.WalkDir(r.Artifacts, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err == nil && secret.Match(b) {
+			t.Errorf("artifacts file %s holds a bootstrap token or private key", p)
+		}
+		return nil
+	})
 }

@@ -56,6 +56,10 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 	res = matrix.Result{Cell: cell, ID: cell.ID(), Outcome: matrix.Unknown, Start: time.Now().UTC(), Fidelity: matrix.FidelityNative}
 	run := &cellRun{log: log, result: &res}
 	t0 := time.Now()
+	if e.opts.ArtifactsDir != "" {
+		// A folder left by an earlier run of this cell would be mistaken for this run's.
+		_ = os.RemoveAll(filepath.Join(e.opts.ArtifactsDir, cell.ID()))
+	}
 	defer func() {
 		res.DurationMS = since(t0)
 		res.Outcome, res.Reason = verdict(res)

@@ -93,6 +93,11 @@ func (b GoBuild) validate() error {
 			return fmt.Errorf("go build %s: replacement of %s is %q, want module@version", b.Name, mod, repl)
 		}
 	}
+	for pkg, bin := range b.Binaries {
+		if !goBuildNameRe.MatchString(bin) {
+			return fmt.Errorf("go build %s: invalid binary name %q for %s", b.Name, bin, pkg)
+		}
+	}
 	for f := range b.Files {
 		if !filepath.IsLocal(f) || f == "go.mod" || f == "go.sum" {
 			return fmt.Errorf("go build %s: invalid file name %q", b.Name, f)
@@ -152,6 +157,14 @@ func defaultBinaryName(pkg string) string {
 	return elem
 }
 
+// binaryName is the file name pkg's binary gets in the output directory.
+func binaryName(b GoBuild, pkg string) string {
+	if n, ok := b.Binaries[pkg]; ok {
+		return n
+	}
+	return defaultBinaryName(pkg)
+}
+
 // goBuildInto writes the throwaway module, builds every package into out and
 // keeps the module's go.mod and go.sum in out/.module as a record of exactly
 // which versions went in.
@@ -160,7 +173,11 @@ func (c *Cache) goBuildInto(ctx context.Context, b GoBuild, out string) (err err
 	if err != nil {
 		return err
 	}
-	done := c.Log.Phase(fmt.Sprintf("go build %s linux/%s (%d binaries)", b.Name, b.Arch, len(b.Packages)))
+	var bins []string
+	for _, pkg := range b.Packages {
+		bins = append(bins, binaryName(b, pkg))
+	}
+	done := c.Log.Phase(fmt.Sprintf("go build %s linux/%s: %s", b.Name, b.Arch, strings.Join(bins, " ")))
 	defer func() { done(err) }()
 
 	tmpRoot := filepath.Join(c.Dir, "tmp")
@@ -209,7 +226,7 @@ func (c *Cache) goBuildInto(ctx context.Context, b GoBuild, out string) (err err
 		if _, err := os.Stat(def); err != nil {
 			return fmt.Errorf("binary of %s missing after build: %w", pkg, err)
 		}
-		if want, ok := b.Binaries[pkg]; ok && want != defaultBinaryName(pkg) {
+		if want := binaryName(b, pkg); want != defaultBinaryName(pkg) {
 			if err := os.Rename(def, filepath.Join(out, want)); err != nil {
 				return err
 			}

@@ -77,6 +77,7 @@ func TestGoBuildValidate(t *testing.T) {
 		"no packages": {Name: "a", Arch: "amd64"},
 		"bad replace": {Name: "a", Arch: "amd64", Packages: []string{"p"}, Replaces: map[string]string{"m": "m"}},
 		"escape file": {Name: "a", Arch: "amd64", Packages: []string{"p"}, Files: map[string]string{"../x.go": ""}},
+		"bad binary":  {Name: "a", Arch: "amd64", Packages: []string{"p"}, Binaries: map[string]string{"p": "../etcd"}},
 		"go.mod file": {Name: "a", Arch: "amd64", Packages: []string{"p"}, Files: map[string]string{"go.mod": ""}},
 	} {
 		if err := b.validate(); err == nil {

@@ -107,8 +107,12 @@ func (c *Cache) kubeGoBuild(ctx context.Context, version, arch string, bins []st
 	if err != nil {
 		return GoBuild{}, err
 	}
+	name := "kubernetes-" + version
+	if !slices.Equal(bins, KubeBinaryNames) {
+		name = strings.Join(bins, "+") + "-" + version
+	}
 	b := GoBuild{
-		Name:     "kubernetes-" + version,
+		Name:     name,
 		Requires: map[string]string{"k8s.io/kubernetes": version},
 		Replaces: map[string]string{},
 		Arch:     arch,
