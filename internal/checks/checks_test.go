@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/cnimatrix/cnimatrix/internal/cluster"
@@ -398,6 +399,10 @@ func TestSummarizeDedupes(t *testing.T) {
 }
 
 func TestSweep(t *testing.T) {
+	settle, bo := sweepSettle, sweepBackoff
+	defer func() { sweepSettle, sweepBackoff = settle, bo }()
+	sweepSettle = 0
+	sweepBackoff = func() wait.Backoff { return wait.Backoff{Duration: time.Millisecond} }
 	backends := []corev1.Pod{
 		{ObjectMeta: metav1.ObjectMeta{Name: "nginx-a"}, Spec: corev1.PodSpec{NodeName: "cp"}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "nginx-b"}, Spec: corev1.PodSpec{NodeName: "w1"}},
@@ -438,4 +443,26 @@ func TestSweep(t *testing.T) {
 	if r := summarize(s.evidence("c", "s", "t")); r.OK || !strings.Contains(r.Err, "body names no nginx pod") {
 		t.Errorf("stray body: %s", r)
 	}
+}
+
+// Refusals right after setup (kube-proxy not yet programmed) must not end a
+// sweep before sweepSettle: the Service answers a moment later.
+func TestSweepSettles(t *testing.T) {
+	settle, bo := sweepSettle, sweepBackoff
+	defer func() { sweepSettle, sweepBackoff = settle, bo }()
+	sweepSettle = 300 * time.Millisecond
+	sweepBackoff = func() wait.Backoff { return wait.Backoff{Duration: 20 * time.Millisecond} }
+	backends := []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "nginx-a"}}}
+	t0 := time.Now()
+	s := runSweep(context.Background(), backends, func(context.Context) httpProbe {
+		if time.Since(t0) < 200*time.Millisecond {
+			return httpProbe{Err: "curl: (7) Failed to connect to 10.96.0.9 port 80 after 0 ms: Couldn't connect to server"}
+		}
+		return httpProbe{Code: 200, Body: "nginx-a"}
+	})
+	r := summarize(s.evidence("c", "s", "t"))
+	if !r.OK || s.failedRequests() <= sweepMaxFailures {
+		t.Fatalf("failed %d: %s", s.failedRequests(), r)
+	}
+	t.Logf("%s", r)
 }

@@ -103,8 +103,8 @@ func TestRealWrongTargetPort(t *testing.T) {
 			t.Errorf("%s passed with a wrong targetPort", n)
 		}
 		for _, e := range r.Evidence {
-			if e.Attempts != sweepMaxFailures {
-				t.Errorf("%s: refused sweep made %d requests, want %d", n, e.Attempts, sweepMaxFailures)
+			if e.Attempts < sweepMaxFailures {
+				t.Errorf("%s: refused sweep made %d requests, want >= %d", n, e.Attempts, sweepMaxFailures)
 			}
 		}
 	}

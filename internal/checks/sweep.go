@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // A Service passes only when every backend answers through it. A single
@@ -16,13 +17,26 @@ import (
 // lands on another one. So requests are sent until each backend has been seen,
 // each failed request is counted, and a backend never seen fails the check.
 const (
-	// sweepPerBackend bounds the requests to 8 per backend: with random
+	// sweepPerBackend bounds the answered requests to 8 per backend: with random
 	// backend choice, missing one of n healthy backends in 8n requests has a
 	// probability below 1e-3 for n <= 4.
 	sweepPerBackend = 8
 	// sweepMaxFailures ends a sweep early: a broken path fails every
-	// request routed to it, and each one may cost a full timeout.
+	// request routed to it, and each one may cost a full timeout...
 	sweepMaxFailures = 4
+)
+
+// Variables so that unit tests need not wait them out.
+var (
+	// A sweep does not end early before sweepSettle has passed since its
+	// first request: kube-proxy programs a new Service a moment after its
+	// endpoints are ready, and until then the ClusterIP refuses connections
+	// (seen here: four refusals within 0.6 s of the endpoints being ready).
+	sweepSettle = 10 * time.Second
+	// sweepBackoff spaces the requests that follow a failure.
+	sweepBackoff = func() wait.Backoff {
+		return wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 10, Cap: 4 * time.Second}
+	}
 )
 
 // sweep is what a run of requests through a Service saw.
@@ -44,7 +58,14 @@ func runSweep(ctx context.Context, backends []corev1.Pod, get func(ctx context.C
 		body: map[string]string{}, failures: map[string]int{}}
 	budget := sweepPerBackend * max(len(backends), 1)
 	failed := 0
-	for s.requests < budget && failed < sweepMaxFailures && len(s.first) < len(backends) && ctx.Err() == nil {
+	start := time.Now()
+	b := sweepBackoff()
+	for s.requests-failed < budget && len(s.first) < len(backends) && ctx.Err() == nil {
+		// Failures are bounded by time (sweepSettle, with backoff between
+		// them), and by count as a safety net.
+		if (failed >= sweepMaxFailures && time.Since(start) >= sweepSettle) || failed >= 4*sweepMaxFailures {
+			break
+		}
 		s.requests++
 		r := get(ctx)
 		served := servedBy(r.Body, backends)
@@ -55,6 +76,12 @@ func runSweep(ctx context.Context, backends []corev1.Pod, get func(ctx context.C
 				s.order = append(s.order, d)
 			}
 			s.failures[d]++
+			t := time.NewTimer(b.Step())
+			select {
+			case <-ctx.Done():
+				t.Stop()
+			case <-t.C:
+			}
 			continue
 		}
 		s.answers[served]++

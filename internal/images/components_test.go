@@ -54,6 +54,8 @@ func TestCoreDNSMissingVersion(t *testing.T) {
 // TestComponents builds etcd, coredns, containerd, crictl and pause for the
 // host architecture (or $CNIMATRIX_TEST_ARCHES, e.g. "amd64 arm64"), checks
 // each binary's ELF machine and, on the host arch, the version it reports.
+// etcd and coredns are kubeadm v1.37.2's, or those kubeadm of
+// $CNIMATRIX_KUBE_VERSION lists.
 func TestComponents(t *testing.T) {
 	if testing.Short() || os.Getenv("CNIMATRIX_SLOW") != "1" {
 		t.Skip("set CNIMATRIX_SLOW=1 (and no -short): several minutes of builds when cold")
@@ -64,16 +66,37 @@ func TestComponents(t *testing.T) {
 	}
 	c := goBuildTestCache(t)
 	ctx := context.Background()
+	etcdTag, corednsTag := "3.7.0-0", "v1.14.6" // kubeadm v1.37.2's
+	if v := os.Getenv("CNIMATRIX_KUBE_VERSION"); v != "" {
+		// The versions that Kubernetes release asks for, from its kubeadm.
+		kubeadm, err := c.HostKubeadm(ctx, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		images, err := kubeadmImages(ctx, kubeadm, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, img := range images {
+			if tag, ok := strings.CutPrefix(img, "registry.k8s.io/etcd:"); ok {
+				etcdTag = tag
+			}
+			if tag, ok := strings.CutPrefix(img, "registry.k8s.io/coredns/coredns:"); ok {
+				corednsTag = tag
+			}
+		}
+	}
+	etcdVersion, _, _ := strings.Cut(etcdTag, "-")
 	type component struct {
 		name    string
 		build   func(arch string) (string, error)
 		version map[string]string // binary -> wanted substring of its version output
 	}
 	components := []component{
-		{"etcd", func(a string) (string, error) { return c.Etcd(ctx, "3.7.0-0", a) },
-			map[string]string{"etcd": "etcd Version: 3.7.0", "etcdctl": "etcdctl version: 3.7.0"}},
-		{"coredns", func(a string) (string, error) { return c.CoreDNS(ctx, "v1.14.6", a) },
-			map[string]string{"coredns": "CoreDNS-1.14.6"}},
+		{"etcd", func(a string) (string, error) { return c.Etcd(ctx, etcdTag, a) },
+			map[string]string{"etcd": "etcd Version: " + etcdVersion, "etcdctl": "etcdctl version: " + etcdVersion}},
+		{"coredns", func(a string) (string, error) { return c.CoreDNS(ctx, corednsTag, a) },
+			map[string]string{"coredns": "CoreDNS-" + strings.TrimPrefix(corednsTag, "v")}},
 		{"containerd", func(a string) (string, error) { return c.Containerd(ctx, a) },
 			map[string]string{"containerd": "containerd github.com/containerd/containerd/v2 " + ContainerdVersion,
 				"ctr": "ctr github.com/containerd/containerd/v2 " + ContainerdVersion, "containerd-shim-runc-v2": ContainerdVersion}},
