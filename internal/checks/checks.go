@@ -26,8 +26,14 @@ type Evidence struct {
 	Check, Source, Target string
 	OK                    bool
 	Detail                string // response body excerpt, state summary or error
-	Latency               time.Duration
-	Attempts              int
+	// Latency is the probe's own measure (curl's time_total, dig's query
+	// time, the host's round trip); for API state, how long it took to
+	// become ready.
+	Latency time.Duration
+	// Attempts: for a probe, the tries made (only transport failures are
+	// retried); for a Service backend, the request on which it first
+	// answered, or the requests made when it never did; for API state, polls.
+	Attempts int
 }
 
 // Result is the outcome of one check.

@@ -173,8 +173,10 @@ func TestPauseReapsAsPID1(t *testing.T) {
 	})
 
 	// The outer shell exits at once, so the sleep is orphaned to the
-	// namespace's PID 1, pause, which must reap it when it exits.
-	out, err := exec.Command(nsenter, "-t", strconv.Itoa(pid), "-p", "--", "sh", "-c", "sleep 0.5 & exit 0").CombinedOutput()
+	// namespace's PID 1, pause, which must reap it when it exits. The sleep
+	// must not hold our output pipe, or we would only return once it is gone.
+	out, err := exec.Command(nsenter, "-t", strconv.Itoa(pid), "-p", "--",
+		"sh", "-c", "sleep 1 </dev/null >/dev/null 2>&1 & exit 0").CombinedOutput()
 	if err != nil {
 		t.Fatalf("nsenter: %v: %s", err, out)
 	}
