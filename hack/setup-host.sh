@@ -5,8 +5,10 @@
 set -euo pipefail
 log() { printf '[setup %s] %s\n' "$(date +%T)" "$*"; }
 
+# qemu-utils: per-VM qcow2 overlays (qemu-img); arch-test: mmdebstrap checks with it
+# that an arm64 minbase (maintainer scripts under qemu-user) can run.
 PKGS=(docker.io jq mmdebstrap debootstrap qemu-user-static binfmt-support
-      qemu-system-arm e2fsprogs iproute2 iptables ca-certificates git make curl)
+      qemu-system-arm qemu-utils arch-test e2fsprogs iproute2 iptables ca-certificates git make curl)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

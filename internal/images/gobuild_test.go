@@ -245,23 +245,32 @@ func TestPauseRuns(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(out)) != "cnimatrix pause "+PauseVersion {
 		t.Errorf("pause -v = %q, %v", out, err)
 	}
-	cmd := exec.Command(bin)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// A SIGINT before the handler is installed would kill it by default
-	// action, which Wait reports as a signal, not exit 0.
-	waitFor(t, "pause to handle SIGINT", func() bool { return catches(cmd.Process.Pid, syscall.SIGINT) })
-	_ = cmd.Process.Signal(os.Interrupt)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("pause after SIGINT: %v, want exit 0", err)
+	// A SIGINT that lands while the Go runtime is still starting (before
+	// pause's signal.Notify) kills it by default action; SigCgt cannot tell
+	// that moment apart, since the runtime catches every signal from the
+	// start. So a death by SIGINT is retried; only a pause that never exits 0
+	// on SIGINT fails.
+	var lastErr error
+	for attempt := 1; attempt <= 5; attempt++ {
+		cmd := exec.Command(bin)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("pause ignored SIGINT")
+		waitFor(t, "pause to handle SIGINT", func() bool { return catches(cmd.Process.Pid, syscall.SIGINT) })
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err == nil {
+				return
+			}
+			lastErr = err
+			t.Logf("attempt %d: pause after SIGINT: %v (signal during start-up)", attempt, err)
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatal("pause ignored SIGINT")
+		}
 	}
+	t.Errorf("pause after SIGINT: %v, want exit 0", lastErr)
 }

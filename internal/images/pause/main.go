@@ -19,6 +19,11 @@ import (
 var version = "dev"
 
 func main() {
+	// First thing: until Notify, SIGINT/SIGTERM kill by default action.
+	// Buffered so a burst of SIGCHLDs while reaping collapses into one more
+	// round rather than being lost: one wakeup reaps every waitable child.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
 	for _, a := range os.Args[1:] {
 		if a == "-v" || a == "--version" {
 			fmt.Printf("cnimatrix pause %s\n", version)
@@ -31,10 +36,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "pause: warning: not PID 1, zombies of this namespace will not be reaped")
 	}
 
-	// Buffered so a burst of SIGCHLDs while reaping collapses into one more
-	// round rather than being lost: one wakeup reaps every waitable child.
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
 	for sig := range sigs {
 		switch sig {
 		case syscall.SIGCHLD:
