@@ -22,16 +22,16 @@ build: ## build bin/cnimatrix
 test: setup test-unit test-e2e ## unit and integration tests, then the real offline e2e (clusters, CNI, checks, matrix)
 
 test-unit: ## every package's tests except the e2e suite (integration tests use Docker and build what e2e needs)
-	CNIMATRIX_SLOW=1 $(GO) test -p 1 -timeout 90m $$($(GO) list ./... | grep -v /e2e)
+	CNIMATRIX_SLOW=1 $(GO) test -count=1 -p 1 -timeout 90m $$($(GO) list ./... | grep -v /e2e)
 
 test-e2e: ## the e2e suite: default scenario + negative self-tests, matrix asserted (needs Docker)
-	$(GO) test -timeout 170m -v ./e2e/ -ginkgo.v $(GINKGO_FLAGS)
+	$(GO) test -count=1 -timeout 170m -v ./e2e/ -ginkgo.v $(GINKGO_FLAGS)
 
 test-short: ## fast tests only: no Docker, no cluster
 	$(GO) test -short ./...
 
 e2e: setup ## the main job: run the default scenario through the Ginkgo suite and write the matrix to $(OUT)/e2e
-	CNIMATRIX_SCENARIOS=$(SCENARIO) CNIMATRIX_OUT=$(CURDIR)/$(OUT)/e2e $(GO) test -timeout 170m -v ./e2e/ -ginkgo.v $(GINKGO_FLAGS)
+	CNIMATRIX_SCENARIOS=$(SCENARIO) CNIMATRIX_OUT=$(CURDIR)/$(OUT)/e2e $(GO) test -count=1 -timeout 170m -v ./e2e/ -ginkgo.v $(GINKGO_FLAGS)
 	@echo; cat $(OUT)/e2e/matrix.md | head -20
 
 images: setup build ## build every image the default scenario needs (cached by content)
