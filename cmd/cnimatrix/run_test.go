@@ -78,7 +78,7 @@ func TestRunWithoutDockerEngineExitsTwo(t *testing.T) {
 	if code != exitBadInput {
 		t.Fatalf("exit %d, want %d; stderr %s", code, exitBadInput, stderr)
 	}
-	if !strings.Contains(stderr, "Docker engine not reachable") {
+	if !strings.Contains(stderr, "no Docker engine reachable") {
 		t.Errorf("stderr %q does not name the missing Docker engine", stderr)
 	}
 }

@@ -461,7 +461,7 @@ func (c *Cache) installNodeFiles(ctx context.Context, in *nodeImageInputs, root 
 	// DaemonSet add its own plugin there without touching Debian's.
 	plugins, err := os.ReadDir(filepath.Join(root, "usr/lib/cni"))
 	if err != nil {
-		return fmt.Errorf("Debian CNI plugins: %w", err)
+		return fmt.Errorf("read the Debian CNI plugins: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Join(root, "opt/cni/bin"), 0o755); err != nil {
 		return err

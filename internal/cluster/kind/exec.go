@@ -18,7 +18,7 @@ import (
 func CheckDocker(ctx context.Context) error {
 	const hint = "install docker.io and start dockerd (hack/setup-host.sh)"
 	if _, err := exec.LookPath("docker"); err != nil {
-		return fmt.Errorf("Docker engine not reachable: docker CLI not found in PATH; %s", hint)
+		return fmt.Errorf("no Docker engine reachable: docker CLI not found in PATH; %s", hint)
 	}
 	// A daemon that is starting or wedged can hang the CLI; bound the wait.
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -29,10 +29,10 @@ func CheckDocker(ctx context.Context) error {
 		if ctx.Err() != nil {
 			why = "no answer within 15s"
 		}
-		return fmt.Errorf("Docker engine not reachable: %s; %s", why, hint)
+		return fmt.Errorf("no Docker engine reachable: %s; %s", why, hint)
 	}
 	if strings.TrimSpace(string(out)) == "" {
-		return fmt.Errorf("Docker engine not reachable: the daemon reported no server version; %s", hint)
+		return fmt.Errorf("no Docker engine reachable: the daemon reported no server version; %s", hint)
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ import (
 func TestCheckDockerMissingCLI(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	err := CheckDocker(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "Docker engine not reachable") || !strings.Contains(err.Error(), "hack/setup-host.sh") {
+	if err == nil || !strings.Contains(err.Error(), "no Docker engine reachable") || !strings.Contains(err.Error(), "hack/setup-host.sh") {
 		t.Errorf("err = %v", err)
 	}
 }
@@ -34,7 +34,7 @@ func TestCheckDockerNoDaemon(t *testing.T) {
 	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
 	err := CheckDocker(context.Background())
 	t.Log(err)
-	if err == nil || !strings.Contains(err.Error(), "Docker engine not reachable") || !strings.Contains(err.Error(), "nonexistent") {
+	if err == nil || !strings.Contains(err.Error(), "no Docker engine reachable") || !strings.Contains(err.Error(), "nonexistent") {
 		t.Errorf("err = %v", err)
 	}
 }
