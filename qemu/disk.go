@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"runtime"
@@ -281,7 +280,7 @@ func buildDisk(ctx context.Context, c *images.Cache, in *diskInputs, dir string)
 		return nil
 	}
 	if err := step("unpack rootfs", func() error {
-		return run(ctx, "tar", "-C", root, "-xpf", in.Rootfs, "--numeric-owner", "--xattrs", "--xattrs-include=*")
+		return images.RunCommand(ctx, "tar", "-C", root, "-xpf", in.Rootfs, "--numeric-owner", "--xattrs", "--xattrs-include=*")
 	}); err != nil {
 		return err
 	}
@@ -304,7 +303,7 @@ func buildDisk(ctx context.Context, c *images.Cache, in *diskInputs, dir string)
 		return err
 	}
 	if err := step("mkfs.ext4", func() error {
-		return run(ctx, "mkfs.ext4", "-q", "-L", "cnimatrix-root", "-d", root, filepath.Join(dir, "disk.img"), in.Size)
+		return images.RunCommand(ctx, "mkfs.ext4", "-q", "-L", "cnimatrix-root", "-d", root, filepath.Join(dir, "disk.img"), in.Size)
 	}); err != nil {
 		return err
 	}
@@ -316,7 +315,7 @@ func buildDisk(ctx context.Context, c *images.Cache, in *diskInputs, dir string)
 // modules with the disk's own depmod (under qemu-user on an amd64 host: the
 // host may have no kmod at all).
 func installKernel(ctx context.Context, kernelTar, root, outDir string) (string, error) {
-	list, err := output(ctx, "tar", "-tf", kernelTar, "--wildcards", "./boot/vmlinuz-*")
+	list, err := images.RunOutput(ctx, "tar", "-tf", kernelTar, "--wildcards", "./boot/vmlinuz-*")
 	if err != nil {
 		return "", err
 	}
@@ -325,7 +324,7 @@ func installKernel(ctx context.Context, kernelTar, root, outDir string) (string,
 		return "", fmt.Errorf("want one kernel in %s, found %q", kernelTar, names)
 	}
 	kver := strings.TrimPrefix(path.Base(names[0]), "vmlinuz-")
-	if err := run(ctx, "tar", "-C", outDir, "-xpf", kernelTar, "--numeric-owner", "--strip-components=2", names[0]); err != nil {
+	if err := images.RunCommand(ctx, "tar", "-C", outDir, "-xpf", kernelTar, "--numeric-owner", "--strip-components=2", names[0]); err != nil {
 		return "", err
 	}
 	if err := os.Rename(filepath.Join(outDir, "vmlinuz-"+kver), filepath.Join(outDir, "vmlinuz")); err != nil {
@@ -334,35 +333,11 @@ func installKernel(ctx context.Context, kernelTar, root, outDir string) (string,
 	// Paths under usr/ only: extracting ./lib would replace the rootfs's
 	// /lib -> usr/lib symlink with a directory.
 	modules := "./usr/lib/modules/" + kver
-	if err := run(ctx, "tar", "-C", root, "-xpf", kernelTar, "--numeric-owner", modules, "./boot/config-"+kver); err != nil {
+	if err := images.RunCommand(ctx, "tar", "-C", root, "-xpf", kernelTar, "--numeric-owner", modules, "./boot/config-"+kver); err != nil {
 		return "", err
 	}
-	if err := run(ctx, "chroot", root, "/usr/sbin/depmod", "-a", kver); err != nil {
+	if err := images.RunCommand(ctx, "chroot", root, "/usr/sbin/depmod", "-a", kver); err != nil {
 		return "", fmt.Errorf("depmod in the disk: %w", err)
 	}
 	return kver, nil
-}
-
-func run(ctx context.Context, name string, args ...string) error {
-	_, err := output(ctx, name, args...)
-	return err
-}
-
-func output(ctx context.Context, name string, args ...string) ([]byte, error) {
-	var stdout, stderr strings.Builder
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return []byte(stdout.String()), fmt.Errorf("%s %s: %w: %s", filepath.Base(name), strings.Join(args, " "), err, lastLines(stderr.String(), 10))
-	}
-	return []byte(stdout.String()), nil
-}
-
-// lastLines is the end of a command's output, for error messages.
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

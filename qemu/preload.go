@@ -3,15 +3,9 @@ package qemu
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
-	"slices"
-	"strings"
-	"syscall"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -39,106 +33,10 @@ func preloadImages(ctx context.Context, c *images.Cache, in *diskInputs, root, d
 	}
 	defer os.Remove(archive)
 
-	tmp, err := os.MkdirTemp("", "cnimatrix-qemu-ctrd-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	sock := filepath.Join(tmp, "containerd.sock")
-	cfg := fmt.Sprintf(`version = 3
-root = %q
-state = %q
-# Only the content and metadata stores are needed.
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.cri.v1.images",
-  "io.containerd.cri.v1.runtime",
-  "io.containerd.podsandbox.controller.v1.podsandbox",
-  "io.containerd.internal.v1.opt",
-  "io.containerd.nri.v1.nri",
-  "io.containerd.internal.v1.tracing",
-  "io.containerd.tracing.processor.v1.otlp",
-]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-[debug]
-  address = ""
-[metrics]
-  address = ""
-`, filepath.Join(root, "var/lib/containerd"), filepath.Join(tmp, "state"), sock, sock+".ttrpc")
-	if err := os.WriteFile(filepath.Join(tmp, "config.toml"), []byte(cfg), 0o644); err != nil {
-		return err
-	}
-	logf, err := os.Create(filepath.Join(tmp, "containerd.log"))
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	daemon := exec.Command(filepath.Join(in.HostContainerd, "containerd"), "--config", filepath.Join(tmp, "config.toml"))
-	daemon.Stdout, daemon.Stderr = logf, logf
-	// Own process group: a Ctrl-C reaches it only through the stop below.
-	daemon.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := daemon.Start(); err != nil {
-		return fmt.Errorf("start containerd: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- daemon.Wait() }()
-	defer func() {
-		_ = daemon.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = daemon.Process.Kill()
-			<-exited
-		}
-		if err != nil {
-			_, _ = logf.Seek(0, io.SeekStart)
-			b, _ := io.ReadAll(logf)
-			err = fmt.Errorf("%w\ncontainerd log:\n%s", err, lastLines(string(b), 15))
-		}
-	}()
-	ctr := filepath.Join(in.HostContainerd, "ctr")
-	delay := 50 * time.Millisecond
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		_, verr := output(ctx, ctr, "--address", sock, "version")
-		if verr == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("containerd did not answer: %w", verr)
-		}
-		select {
-		case e := <-exited:
-			exited <- e
-			return fmt.Errorf("containerd exited: %v", e)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, time.Second)
-	}
-	if _, err := output(ctx, ctr, "--address", sock, "--namespace", "k8s.io", "images", "import",
-		"--label", "io.cri-containerd.pinned=pinned", "--snapshotter", in.Snapshotter,
-		"--platform", "linux/"+Arch, archive); err != nil {
-		return err
-	}
-	out, err := output(ctx, ctr, "--address", sock, "--namespace", "k8s.io", "images", "list", "-q")
-	if err != nil {
-		return err
-	}
-	have := strings.Fields(string(out))
-	for _, want := range in.Images {
-		if !slices.Contains(have, want) {
-			return fmt.Errorf("image %s missing after import (have %s)", want, strings.Join(have, ", "))
-		}
-	}
-	// The preloading containerd's instance UUID would be shared by every VM.
-	if err := os.Remove(filepath.Join(root, "var/lib/containerd/io.containerd.grpc.v1.introspection/uuid")); err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	return nil
+	return images.ImportIntoRootfs(ctx, images.RootfsImport{
+		HostContainerd: in.HostContainerd, Root: root, Archive: archive, Arch: Arch, Images: in.Images,
+		Snapshotter: in.Snapshotter,
+	})
 }
 
 // writeNodeImages writes pause and kube-proxy (arm64, under kubeadm's tags)

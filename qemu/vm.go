@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cnimatrix/cnimatrix/internal/images"
 )
 
 // VMOptions describe one VM.
@@ -99,7 +101,7 @@ func Boot(ctx context.Context, disk *Disk, opts VMOptions) (*VM, error) {
 		return nil, fmt.Errorf("boot VM %s: %w", opts.Name, err)
 	}
 	overlay := filepath.Join(dir, "overlay.qcow2")
-	if err := run(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", disk.Image, "-F", "raw", overlay); err != nil {
+	if err := images.RunCommand(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", disk.Image, "-F", "raw", overlay); err != nil {
 		return fail(fmt.Errorf("overlay (qemu-img is in qemu-utils): %w", err))
 	}
 	if err := os.MkdirAll(filepath.Dir(opts.SerialLog), 0o755); err != nil {
@@ -150,7 +152,7 @@ func Boot(ctx context.Context, disk *Disk, opts VMOptions) (*VM, error) {
 	select {
 	case <-vm.exited:
 		b, _ := os.ReadFile(filepath.Join(dir, "qemu.log"))
-		return fail(fmt.Errorf("qemu exited at once (%v): %s", vm.waitErr, lastLines(string(b), 10)))
+		return fail(fmt.Errorf("qemu exited at once (%v): %s", vm.waitErr, images.LastLines(string(b), 10)))
 	case <-time.After(300 * time.Millisecond):
 	case <-ctx.Done():
 		_ = cmd.Process.Kill()
@@ -207,11 +209,11 @@ func (vm *VM) WaitForLog(ctx context.Context, re *regexp.Regexp) (string, error)
 			return strings.TrimRight(string(b[start:end]), "\r"), nil
 		}
 		if vm.Exited() {
-			return "", fmt.Errorf("VM %s exited (%v) before %q appeared; console:\n%s", vm.Name, vm.waitErr, re, lastLines(string(b), 20))
+			return "", fmt.Errorf("VM %s exited (%v) before %q appeared; console:\n%s", vm.Name, vm.waitErr, re, images.LastLines(string(b), 20))
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("VM %s: waiting for %q: %w; console:\n%s", vm.Name, re, ctx.Err(), lastLines(string(b), 20))
+			return "", fmt.Errorf("VM %s: waiting for %q: %w; console:\n%s", vm.Name, re, ctx.Err(), images.LastLines(string(b), 20))
 		case <-vm.exited:
 		case <-time.After(delay):
 		}
@@ -319,7 +321,7 @@ func AddTap(ctx context.Context, name, bridge string) error {
 		{"link", "set", name, "master", bridge},
 		{"link", "set", name, "up"},
 	} {
-		if err := run(ctx, "ip", args...); err != nil {
+		if err := images.RunCommand(ctx, "ip", args...); err != nil {
 			_ = DeleteTap(context.WithoutCancel(ctx), name)
 			return fmt.Errorf("tap %s on %s: %w", name, bridge, err)
 		}
@@ -332,7 +334,7 @@ func DeleteTap(ctx context.Context, name string) error {
 	if _, err := net.InterfaceByName(name); err != nil {
 		return nil
 	}
-	if err := run(ctx, "ip", "tuntap", "del", "dev", name, "mode", "tap"); err != nil {
+	if err := images.RunCommand(ctx, "ip", "tuntap", "del", "dev", name, "mode", "tap"); err != nil {
 		return fmt.Errorf("delete tap %s: %w", name, err)
 	}
 	return nil

@@ -337,13 +337,13 @@ func (c *Cache) runGo(ctx context.Context, dir string, env []string, args ...str
 		if ctx.Err() != nil {
 			return stdout.Bytes(), fmt.Errorf("go %s: %w", args[0], ctx.Err())
 		}
-		return stdout.Bytes(), fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, tail(combined.String(), 40))
+		return stdout.Bytes(), fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, LastLines(combined.String(), 40))
 	}
 	return stdout.Bytes(), nil
 }
 
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
+// LastLines returns the last n lines of s (for error messages), saying how many came before.
+func LastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = append([]string{fmt.Sprintf("... (%d lines before)", len(lines)-n)}, lines[len(lines)-n:]...)

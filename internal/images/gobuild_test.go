@@ -124,12 +124,12 @@ func TestGoBuildKeyStability(t *testing.T) {
 
 func TestTail(t *testing.T) {
 	s := strings.Repeat("x\n", 50) + "last\n"
-	got := tail(s, 3)
+	got := LastLines(s, 3)
 	if !strings.HasSuffix(got, "x\nx\nlast") || !strings.HasPrefix(got, "... (48 lines before)") {
 		t.Errorf("tail = %q", got)
 	}
-	if tail("a\nb\n", 5) != "a\nb" {
-		t.Errorf("short tail = %q", tail("a\nb\n", 5))
+	if LastLines("a\nb\n", 5) != "a\nb" {
+		t.Errorf("short tail = %q", LastLines("a\nb\n", 5))
 	}
 }
 

@@ -237,7 +237,7 @@ func kubeadmImages(ctx context.Context, kubeadm, version string) ([]string, erro
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("kubeadm %s config images list: %w: %s", version, err, tail(stderr.String(), 10))
+		return nil, fmt.Errorf("kubeadm %s config images list: %w: %s", version, err, LastLines(stderr.String(), 10))
 	}
 	var images []string
 	for _, l := range strings.Split(stdout.String(), "\n") {

@@ -17,7 +17,6 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -378,7 +377,7 @@ func (c *Cache) buildNodeImage(ctx context.Context, in *nodeImageInputs, ref, di
 		return nil
 	}
 	if err := step("unpack rootfs", func() error {
-		return nodeRun(ctx, "tar", "-C", root, "-xpf", in.Rootfs, "--numeric-owner", "--xattrs", "--xattrs-include=*")
+		return RunCommand(ctx, "tar", "-C", root, "-xpf", in.Rootfs, "--numeric-owner", "--xattrs", "--xattrs-include=*")
 	}); err != nil {
 		return err
 	}
@@ -395,12 +394,7 @@ func (c *Cache) buildNodeImage(ctx context.Context, in *nodeImageInputs, ref, di
 	}); err != nil {
 		return err
 	}
-	if err := step("preload images", func() error {
-		if err := c.preloadImages(ctx, in, root, preload); err != nil {
-			return err
-		}
-		return forgetPreloadIdentity(root)
-	}); err != nil {
+	if err := step("preload images", func() error { return c.preloadImages(ctx, in, root, preload) }); err != nil {
 		return err
 	}
 	_ = os.Remove(preload)
@@ -492,7 +486,7 @@ func (c *Cache) installNodeFiles(ctx context.Context, in *nodeImageInputs, root 
 // OCI spec with kind's createContainer hook (it gives each container its
 // own product_uuid) and without rlimits (containers inherit the node's).
 func criBaseSpec(ctx context.Context, ctr, arch string) ([]byte, error) {
-	out, err := nodeOutput(ctx, ctr, "oci", "spec", "--platform", "linux/"+arch)
+	out, err := RunOutput(ctx, ctr, "oci", "spec", "--platform", "linux/"+arch)
 	if err != nil {
 		return nil, err
 	}
@@ -688,119 +682,12 @@ func (c *Cache) binaryLayer(ctx context.Context, entry string, files map[string]
 
 // preloadImages imports the control-plane images into the node's own
 // containerd store, as kind does when it builds node images, but without a
-// container: the node image's containerd runs on this host with its root at
-// the rootfs's /var/lib/containerd, a private state directory and socket,
-// and no CRI. The images are pinned (the kubelet's image GC never removes
-// them) and left packed: the node unpacks what it runs.
-func (c *Cache) preloadImages(ctx context.Context, in *nodeImageInputs, root, archive string) (err error) {
-	tmp, err := os.MkdirTemp("", "cnimatrix-ctrd-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	sock := filepath.Join(tmp, "containerd.sock")
-	cfg := fmt.Sprintf(`version = 3
-root = %q
-state = %q
-# Only the content and metadata stores are needed; nothing here may touch
-# the host's /opt, NRI socket or CRI state.
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.cri.v1.images",
-  "io.containerd.cri.v1.runtime",
-  "io.containerd.podsandbox.controller.v1.podsandbox",
-  "io.containerd.internal.v1.opt",
-  "io.containerd.nri.v1.nri",
-  "io.containerd.internal.v1.tracing",
-  "io.containerd.tracing.processor.v1.otlp",
-]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-[debug]
-  address = ""
-[metrics]
-  address = ""
-`, filepath.Join(root, "var/lib/containerd"), filepath.Join(tmp, "state"), sock, sock+".ttrpc")
-	if err := os.WriteFile(filepath.Join(tmp, "config.toml"), []byte(cfg), 0o644); err != nil {
-		return err
-	}
-	logf, err := os.Create(filepath.Join(tmp, "containerd.log"))
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	daemon := exec.Command(filepath.Join(in.HostContainerd, "containerd"), "--config", filepath.Join(tmp, "config.toml"))
-	daemon.Stdout, daemon.Stderr = logf, logf
-	// Its own process group, so a signal to ours does not reach it before
-	// it is stopped cleanly below.
-	daemon.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := daemon.Start(); err != nil {
-		return fmt.Errorf("start containerd: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- daemon.Wait() }()
-	defer func() {
-		_ = daemon.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = daemon.Process.Kill()
-			<-exited
-		}
-		if err != nil {
-			logf.Seek(0, io.SeekStart)
-			b, _ := io.ReadAll(logf)
-			err = fmt.Errorf("%w\ncontainerd log:\n%s", err, tail(string(b), 15))
-		}
-	}()
-	ctr := filepath.Join(in.HostContainerd, "ctr")
-	// Wait for the socket to answer, with backoff.
-	delay := 50 * time.Millisecond
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if _, verr := nodeOutput(ctx, ctr, "--address", sock, "version"); verr == nil {
-			break
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("containerd did not answer: %w", verr)
-		}
-		select {
-		case e := <-exited:
-			exited <- e
-			return fmt.Errorf("containerd exited: %v", e)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, time.Second)
-	}
-	if _, err := nodeOutput(ctx, ctr, "--address", sock, "--namespace", "k8s.io", "images", "import",
-		"--label", "io.cri-containerd.pinned=pinned", "--no-unpack", "--digests",
-		"--platform", "linux/"+in.Arch, archive); err != nil {
-		return err
-	}
-	out, err := nodeOutput(ctx, ctr, "--address", sock, "--namespace", "k8s.io", "images", "list", "-q")
-	if err != nil {
-		return err
-	}
-	have := strings.Fields(string(out))
-	for _, want := range in.Images {
-		if !slices.Contains(have, want) {
-			return fmt.Errorf("image %s missing after import (have %s)", want, strings.Join(have, ", "))
-		}
-	}
-	return nil
-}
-
-// forgetPreloadIdentity removes what the preloading containerd wrote about
-// itself rather than about the images: its instance UUID, which every node
-// would otherwise share.
-func forgetPreloadIdentity(root string) error {
-	err := os.Remove(filepath.Join(root, "var/lib/containerd/io.containerd.grpc.v1.introspection/uuid"))
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	return nil
+// container (see ImportIntoRootfs). The images are pinned (the kubelet's
+// image GC never removes them) and left packed: the node unpacks what it runs.
+func (c *Cache) preloadImages(ctx context.Context, in *nodeImageInputs, root, archive string) error {
+	return ImportIntoRootfs(ctx, RootfsImport{
+		HostContainerd: in.HostContainerd, Root: root, Archive: archive, Arch: in.Arch, Images: in.Images,
+	})
 }
 
 // packRootfsLayer writes root as one gzip layer to out. GNU tar reads the
@@ -818,7 +705,7 @@ func packRootfsLayer(ctx context.Context, root, out string) (ociLayerMeta, error
 			"--sort=name", "-cf", "-", ".")
 		cmd.Stdout, cmd.Stderr = w, &stderr
 		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("tar %s: %w: %s", root, err, tail(stderr.String(), 10))
+			return fmt.Errorf("tar %s: %w: %s", root, err, LastLines(stderr.String(), 10))
 		}
 		return nil
 	})
@@ -869,7 +756,7 @@ func (c *Cache) loadNodeImage(ctx context.Context, dir, ref string) (err error) 
 	if err != nil {
 		return err
 	}
-	if out, err := nodeOutput(ctx, "docker", "image", "inspect", "--format", "{{.Id}}", ref); err == nil && strings.TrimSpace(string(out)) == id.String() {
+	if out, err := RunOutput(ctx, "docker", "image", "inspect", "--format", "{{.Id}}", ref); err == nil && strings.TrimSpace(string(out)) == id.String() {
 		c.Log.Debugf("node image %s already loaded", ref)
 		return nil
 	}
@@ -887,9 +774,9 @@ func (c *Cache) loadNodeImage(ctx context.Context, dir, ref string) (err error) 
 	err = cmd.Run()
 	pr.CloseWithError(errors.New("docker load ended"))
 	if err != nil {
-		return fmt.Errorf("docker load %s: %w: %s", ref, err, tail(stderr.String(), 10))
+		return fmt.Errorf("docker load %s: %w: %s", ref, err, LastLines(stderr.String(), 10))
 	}
-	out, err := nodeOutput(ctx, "docker", "image", "inspect", "--format", "{{.Id}}", ref)
+	out, err := RunOutput(ctx, "docker", "image", "inspect", "--format", "{{.Id}}", ref)
 	if err != nil {
 		return err
 	}
@@ -920,22 +807,6 @@ func nodeWriteInto(root, rel string, data []byte, mode fs.FileMode) error {
 		return err
 	}
 	return os.Chmod(dst, mode)
-}
-
-// nodeOutput runs a command and returns its stdout; the error carries stderr.
-func nodeOutput(ctx context.Context, name string, args ...string) ([]byte, error) {
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.Bytes(), fmt.Errorf("%s %s: %w: %s", filepath.Base(name), strings.Join(args, " "), err, tail(stderr.String(), 10))
-	}
-	return stdout.Bytes(), nil
-}
-
-func nodeRun(ctx context.Context, name string, args ...string) error {
-	_, err := nodeOutput(ctx, name, args...)
-	return err
 }
 
 // nodeTarWriter writes layer entries owned by root with the fixed time, and

@@ -159,7 +159,7 @@ func runMmdebstrap(ctx context.Context, c *Cache, spec RootfsSpec, sources []str
 	err = cmd.Run()
 	_, _ = logf.Write(out.Bytes())
 	if err != nil {
-		return fmt.Errorf("mmdebstrap %s/%s %s: %w\n%s", spec.Suite, darch, spec.Variant, err, tail(out.String(), 25))
+		return fmt.Errorf("mmdebstrap %s/%s %s: %w\n%s", spec.Suite, darch, spec.Variant, err, LastLines(out.String(), 25))
 	}
 	return nil
 }
