@@ -77,30 +77,12 @@ type ChecksSpec struct {
 	ServiceTargetPort int
 }
 
-// Error is a scenario error at a position.
-type Error struct {
-	File string
-	Line int
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", e.File, e.Msg)
-}
+// Error is a scenario error at a file and line; the same type as the
+// matrix's expectations files report.
+type Error = matrix.LineError
 
 // Errors is every problem found in one file.
-type Errors []*Error
-
-func (es Errors) Error() string {
-	var s []string
-	for _, e := range es {
-		s = append(s, e.Error())
-	}
-	return strings.Join(s, "\n")
-}
+type Errors = matrix.LineErrors
 
 // str is a scalar with its line.
 type str struct {

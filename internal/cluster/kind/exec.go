@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cnimatrix/cnimatrix/internal/cluster"
+	"github.com/cnimatrix/cnimatrix/internal/images"
 )
 
 // CheckDocker fails with a message a user can act on when the docker CLI is
@@ -101,18 +102,9 @@ func (d dockerExec) Run(ctx context.Context, stdout, stderr io.Writer, argv ...s
 	if err := cmd.Run(); err != nil {
 		msg := fmt.Sprintf("exec %q on %s: %v", strings.Join(argv, " "), d.container, err)
 		if s := strings.TrimSpace(errBuf.String()); s != "" {
-			msg += ": " + lastLines(s, 10)
+			msg += ": " + images.LastLines(s, 10)
 		}
 		return fmt.Errorf("%s: %w", msg, err)
 	}
 	return nil
-}
-
-// lastLines keeps the tail of long command output for error messages.
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = append([]string{"..."}, lines[len(lines)-n:]...)
-	}
-	return strings.Join(lines, "\n")
 }
