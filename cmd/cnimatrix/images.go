@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"strings"
 	"time"
 
@@ -70,14 +69,8 @@ Everything is cached by content; a second run with nothing changed takes seconds
 				return err
 			}
 			if cni == "flannel" {
-				for _, a := range arches {
-					base, err := cache.IptablesBaseLayer(ctx, a)
-					if err != nil {
-						return err
-					}
-					if _, err := cache.FlannelImage(ctx, a, base); err != nil {
-						return err
-					}
+				if _, err := cache.FlannelIndex(ctx, arches); err != nil {
+					return err
 				}
 			}
 			log.Infof("images ready in %s (workloads: %s, %s)", time.Since(t0).Truncate(100*time.Millisecond), engine.NginxImage, engine.ProbeImage)
@@ -97,5 +90,3 @@ func cacheDir(g *globalFlags) string {
 	}
 	return images.DefaultCacheDir()
 }
-
-var _ = fmt.Sprint

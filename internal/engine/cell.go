@@ -84,7 +84,7 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 			return nil, err
 		}
 		nodeImage = ref
-		return nil, e.PushImages(ctx, s.CNI.Name, []string{cell.Arch})
+		return nil, e.PushImages(ctx, s.CNI.Name)
 	}); err != nil {
 		return res
 	}

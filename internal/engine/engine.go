@@ -28,8 +28,8 @@ var Upstreams = []string{"docker.io", "quay.io", "registry.k8s.io", "ghcr.io"}
 
 // Workload images the checks deploy (built by images.WorkloadImages).
 const (
-	NginxImage = "docker.io/cnimatrix/nginx:bookworm"
-	ProbeImage = "docker.io/cnimatrix/probe:bookworm"
+	NginxImage = images.NginxImage
+	ProbeImage = images.ProbeImage
 )
 
 // Options configure an Engine.

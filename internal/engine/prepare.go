@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"sort"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -15,21 +14,14 @@ import (
 // need and pushes the pulled ones into the run's registry. It is the
 // "images" phase done once for all cells.
 func (e *Engine) Prepare(ctx context.Context, s *scenario.Scenario) error {
-	arches := map[string]bool{}
 	for _, c := range s.Cells() {
-		arches[c.Arch] = true
 		if c.Provider == "kind" {
 			if _, err := e.NodeImage(ctx, c.Kubernetes, c.Arch); err != nil {
 				return err
 			}
 		}
 	}
-	var archList []string
-	for a := range arches {
-		archList = append(archList, a)
-	}
-	sort.Strings(archList)
-	return e.PushImages(ctx, s.CNI.Name, archList)
+	return e.PushImages(ctx, s.CNI.Name)
 }
 
 // ImageArches are the platforms of every workload and offline-CNI image.
@@ -51,16 +43,16 @@ func (e *Engine) NodeImage(ctx context.Context, k8sVersion, arch string) (string
 	return ref, nil
 }
 
-// PushImages builds the workload images and the offline CNI's images for the
-// given arches and pushes them into the registry.
-func (e *Engine) PushImages(ctx context.Context, cni string, arches []string) error {
-	done := e.log.Phase(fmt.Sprintf("images for %v", arches))
-	err := e.pushImages(ctx, cni, arches)
+// PushImages builds the workload images and the offline CNI's images (for
+// every arch of ImageArches) and pushes them into the registry.
+func (e *Engine) PushImages(ctx context.Context, cni string) error {
+	done := e.log.Phase(fmt.Sprintf("images for %v", ImageArches))
+	err := e.pushImages(ctx, cni)
 	done(err)
 	return err
 }
 
-func (e *Engine) pushImages(ctx context.Context, cni string, _ []string) error {
+func (e *Engine) pushImages(ctx context.Context, cni string) error {
 	// Workload and offline-CNI images are always multi-arch indexes, as real
 	// images are: a mixed cluster pulls both entries, and the cached store
 	// keeps one content per reference whatever the cell's arch.
@@ -74,23 +66,11 @@ func (e *Engine) pushImages(ctx context.Context, cni string, _ []string) error {
 		want[ref] = idx
 	}
 	if cni == "flannel" {
-		var perArch []v1.Image
-		for _, a := range arches {
-			base, err := e.cache.IptablesBaseLayer(ctx, a)
-			if err != nil {
-				return fmt.Errorf("iptables base for %s: %w", a, err)
-			}
-			img, err := e.cache.FlannelImage(ctx, a, base)
-			if err != nil {
-				return fmt.Errorf("flannel image for %s: %w", a, err)
-			}
-			perArch = append(perArch, img)
-		}
-		idx, err := images.NewIndex(perArch...)
+		idx, err := e.cache.FlannelIndex(ctx, arches)
 		if err != nil {
-			return fmt.Errorf("flannel index: %w", err)
+			return err
 		}
-		want["docker.io/cnimatrix/flannel:"+images.FlannelVersion] = idx
+		want[images.FlannelImageRef] = idx
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

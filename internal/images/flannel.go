@@ -199,3 +199,25 @@ func (c *Cache) flannelLayer(ctx context.Context, arch, flanneld string) (v1.Lay
 		return tw.Close()
 	})
 }
+
+// FlannelIndex is the multi-arch flannel image (FlannelImageRef): one
+// FlannelImage per arch on that arch's iptables base layer.
+func (c *Cache) FlannelIndex(ctx context.Context, arches []string) (v1.ImageIndex, error) {
+	var perArch []v1.Image
+	for _, a := range arches {
+		base, err := c.IptablesBaseLayer(ctx, a)
+		if err != nil {
+			return nil, fmt.Errorf("iptables base for %s: %w", a, err)
+		}
+		img, err := c.FlannelImage(ctx, a, base)
+		if err != nil {
+			return nil, fmt.Errorf("flannel image for %s: %w", a, err)
+		}
+		perArch = append(perArch, img)
+	}
+	idx, err := NewIndex(perArch...)
+	if err != nil {
+		return nil, fmt.Errorf("flannel index: %w", err)
+	}
+	return idx, nil
+}
