@@ -21,6 +21,8 @@ import (
 	"strings"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/cnimatrix/cnimatrix/internal/images"
 )
 
@@ -32,7 +34,7 @@ const Arch = "arm64"
 const DiskSize = "6G"
 
 // diskRecipe is bumped whenever BuildDisk changes what it produces.
-const diskRecipe = "qemu-disk/v2"
+const diskRecipe = "qemu-disk/v3"
 
 // diskPackages are the Debian packages of a node disk. minbase runs their
 // maintainer scripts (users, alternatives, systemd presets) under qemu-user,
@@ -92,14 +94,29 @@ type diskInputs struct {
 	Pause          string
 	Init           string
 	Hello          string
+	Agent          string
 	ProxyBase      string // digest of the kube-proxy image's iptables layer
 	Images         []string
-	Files          map[string]string // generated files of the disk (path -> content)
-	Snapshotter    string            // preloaded images are unpacked into it
-	Modules        []string
-	Enabled        []string
-	Masked         []string
-	Size           string
+	// Extra are the images of DiskOptions.Preload, as ref@digest.
+	Extra       []string
+	Files       map[string]string // generated files of the disk (path -> content)
+	Snapshotter string            // preloaded images are unpacked into it
+	Modules     []string
+	Enabled     []string
+	Masked      []string
+	Size        string
+
+	extra map[string]v1.Image // not part of the key: Extra is
+}
+
+// DiskOptions add to what every disk has.
+type DiskOptions struct {
+	// Preload are more images (arm64 ones; an index contributes its arm64
+	// entry) put into the disk's containerd under their references: the
+	// harness's own workload images and offline CNI, which would otherwise be
+	// pulled and unpacked under TCG by every VM. Images under test that must
+	// be pulled as a real node pulls them are not preloaded.
+	Preload map[string]v1.ImageIndex
 }
 
 // BuildDisk builds (or finds cached) the arm64 node disk of Kubernetes
@@ -108,8 +125,8 @@ type diskInputs struct {
 // kubeadm and kubelet, and the pause and kube-proxy images preloaded.
 // Building needs root (device nodes, file ownership) and qemu-user binfmt
 // for arm64 on a non-arm64 host.
-func BuildDisk(ctx context.Context, c *images.Cache, k8sVersion string) (*Disk, error) {
-	in, err := diskBuildInputs(ctx, c, k8sVersion)
+func BuildDisk(ctx context.Context, c *images.Cache, k8sVersion string, opts DiskOptions) (*Disk, error) {
+	in, err := diskBuildInputs(ctx, c, k8sVersion, opts)
 	if err != nil {
 		return nil, fmt.Errorf("qemu disk %s: %w", k8sVersion, err)
 	}
@@ -134,13 +151,13 @@ func BuildDisk(ctx context.Context, c *images.Cache, k8sVersion string) (*Disk, 
 		Key:           key,
 		KernelVersion: strings.TrimSpace(string(kver)),
 		KubeVersion:   k8sVersion,
-		Images:        in.Images,
+		Images:        append(append([]string{}, in.Images...), in.Extra...),
 	}, nil
 }
 
 // diskBuildInputs builds or finds every cached part of the disk; a warm call
 // costs stats and one `kubeadm config images list`.
-func diskBuildInputs(ctx context.Context, c *images.Cache, k8sVersion string) (*diskInputs, error) {
+func diskBuildInputs(ctx context.Context, c *images.Cache, k8sVersion string, opts DiskOptions) (*diskInputs, error) {
 	in := &diskInputs{Recipe: diskRecipe, KubeVersion: k8sVersion, Snapshotter: preloadSnapshotter, Modules: initramfsModules, Enabled: enabledUnits, Masked: maskedUnits, Size: DiskSize}
 	var err error
 	if in.Rootfs, err = c.DebianRootfs(ctx, images.RootfsSpec{Arch: Arch, Suite: "bookworm", Variant: "minbase", Packages: diskPackages}); err != nil {
@@ -197,6 +214,22 @@ func diskBuildInputs(ctx context.Context, c *images.Cache, k8sVersion string) (*
 	if in.Hello, err = buildHello(ctx, c); err != nil {
 		return nil, err
 	}
+	if in.Agent, err = buildAgent(ctx, c, Arch); err != nil {
+		return nil, err
+	}
+	extra, err := preloadExtra(opts.Preload)
+	if err != nil {
+		return nil, err
+	}
+	for ref, img := range extra {
+		d, err := img.Digest()
+		if err != nil {
+			return nil, fmt.Errorf("preload %s: %w", ref, err)
+		}
+		in.Extra = append(in.Extra, ref+"@"+d.String())
+	}
+	slices.Sort(in.Extra)
+	in.extra = extra
 	in.Files = diskFiles(pauseImage(in.Images))
 	return in, nil
 }

@@ -268,6 +268,7 @@ func diskFiles(sandboxImage string) map[string]string {
 		"etc/systemd/system/cnimatrix-join.service":            joinUnit,
 		"etc/systemd/system/cnimatrix-ready.service":           readyUnit,
 		"etc/systemd/system/cnimatrix-selftest.service":        selftestUnit,
+		"etc/systemd/system/cnimatrix-agent.service":           agentUnit,
 		"usr/local/sbin/cnimatrix-node-setup":                  nodeSetupScript,
 		"usr/local/sbin/cnimatrix-join":                        joinScript,
 		"usr/local/sbin/cnimatrix-selftest":                    selftestScript,
@@ -280,8 +281,27 @@ func diskFiles(sandboxImage string) map[string]string {
 	}
 }
 
+// agentUnit runs cnimatrix-agent when the kernel command line gives it a
+// token (booted by a provider, not by a self test).
+const agentUnit = `[Unit]
+Description=cnimatrix agent (commands from the host)
+After=cnimatrix-node.service
+Wants=cnimatrix-node.service
+ConditionKernelCommandLine=cnimatrix.token
+
+[Service]
+ExecStart=/usr/local/bin/cnimatrix-agent serve
+Restart=always
+RestartSec=1
+StandardOutput=journal+console
+StandardError=journal+console
+
+[Install]
+WantedBy=multi-user.target
+`
+
 // enabledUnits are linked into multi-user.target.wants.
-var enabledUnits = []string{"containerd.service", "kubelet.service", "cnimatrix-node.service", "cnimatrix-join.service", "cnimatrix-ready.service", "cnimatrix-selftest.service"}
+var enabledUnits = []string{"containerd.service", "kubelet.service", "cnimatrix-node.service", "cnimatrix-join.service", "cnimatrix-ready.service", "cnimatrix-selftest.service", "cnimatrix-agent.service"}
 
 // maskedUnits cost CPU under TCG and do nothing useful on a throwaway node.
 // The gettys too: nobody logs in (root has no password), and while a getty
@@ -303,6 +323,7 @@ func installFiles(in *diskInputs, root string) error {
 		{filepath.Join(in.Kube, "kubelet"), "usr/bin/kubelet"},
 		{filepath.Join(in.Kube, "kubectl"), "usr/bin/kubectl"},
 		{in.Hello, "usr/local/bin/hello-amd64"},
+		{in.Agent, "usr/local/bin/cnimatrix-agent"},
 	}
 	for _, b := range bins {
 		data, err := os.ReadFile(b.src)

@@ -33,8 +33,12 @@ func preloadImages(ctx context.Context, c *images.Cache, in *diskInputs, root, d
 	}
 	defer os.Remove(archive)
 
+	refs := append([]string{}, in.Images...)
+	for ref := range in.extra {
+		refs = append(refs, ref)
+	}
 	return images.ImportIntoRootfs(ctx, images.RootfsImport{
-		HostContainerd: in.HostContainerd, Root: root, Archive: archive, Arch: Arch, Images: in.Images,
+		HostContainerd: in.HostContainerd, Root: root, Archive: archive, Arch: Arch, Images: refs,
 		Snapshotter: in.Snapshotter,
 	})
 }
@@ -92,6 +96,13 @@ func writeNodeImages(ctx context.Context, c *images.Cache, in *diskInputs, dir s
 		refs[tag] = img
 		defer os.RemoveAll(stage)
 	}
+	for ref, img := range in.extra {
+		tag, err := name.NewTag(ref, name.StrictValidation)
+		if err != nil {
+			return "", fmt.Errorf("image %q: %w", ref, err)
+		}
+		refs[tag] = img
+	}
 	out := filepath.Join(dir, "preload.tar")
 	if err := tarball.MultiRefWriteToFile(out, refs); err != nil {
 		return "", fmt.Errorf("write preload images: %w", err)
@@ -120,4 +131,32 @@ func stageFile(src, dst string) error {
 		return err
 	}
 	return os.Chtimes(dst, fi.ModTime(), fi.ModTime())
+}
+
+// preloadExtra picks the arm64 image of each DiskOptions.Preload entry.
+func preloadExtra(in map[string]v1.ImageIndex) (map[string]v1.Image, error) {
+	out := map[string]v1.Image{}
+	for ref, idx := range in {
+		if _, err := name.NewTag(ref, name.StrictValidation); err != nil {
+			return nil, fmt.Errorf("preload %q: want a tagged reference: %w", ref, err)
+		}
+		im, err := idx.IndexManifest()
+		if err != nil {
+			return nil, fmt.Errorf("preload %s: %w", ref, err)
+		}
+		var img v1.Image
+		for _, d := range im.Manifests {
+			if d.Platform != nil && d.Platform.OS == "linux" && d.Platform.Architecture == Arch {
+				if img, err = idx.Image(d.Digest); err != nil {
+					return nil, fmt.Errorf("preload %s: %w", ref, err)
+				}
+				break
+			}
+		}
+		if img == nil {
+			return nil, fmt.Errorf("preload %s: no linux/%s image in its index", ref, Arch)
+		}
+		out[ref] = img
+	}
+	return out, nil
 }

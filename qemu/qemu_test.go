@@ -125,7 +125,7 @@ func qemuTest(t *testing.T, ctx context.Context) *Disk {
 		version = "v1.37.2"
 	}
 	t0 := time.Now()
-	disk, err := BuildDisk(ctx, c, version)
+	disk, err := BuildDisk(ctx, c, version, DiskOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestBootSelftest(t *testing.T) {
 		t.Fatal(err)
 	}
 	t1 := time.Now()
-	if _, err := BuildDisk(ctx, c, disk.KubeVersion); err != nil {
+	if _, err := BuildDisk(ctx, c, disk.KubeVersion, DiskOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("warm BuildDisk: %s", time.Since(t1).Round(time.Millisecond))

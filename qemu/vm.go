@@ -230,6 +230,24 @@ func (vm *VM) Stop(ctx context.Context) error {
 	return vm.stopErr
 }
 
+// Kill ends QEMU at once (for VMs that are thrown away) and removes the
+// state directory. Calling Stop or Kill again returns the first result.
+func (vm *VM) Kill(ctx context.Context) error {
+	vm.stopOnce.Do(func() {
+		defer os.RemoveAll(vm.dir)
+		if vm.Exited() {
+			return
+		}
+		_ = vm.cmd.Process.Kill()
+		select {
+		case <-vm.exited:
+		case <-ctx.Done():
+			vm.stopErr = fmt.Errorf("kill VM %s: %w", vm.Name, ctx.Err())
+		}
+	})
+	return vm.stopErr
+}
+
 func (vm *VM) stop(ctx context.Context) error {
 	defer os.RemoveAll(vm.dir)
 	wait := func(d time.Duration) bool {

@@ -7,7 +7,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -53,6 +55,10 @@ type Spec struct {
 	Mirror            *Mirror
 	// WorkDir holds files the provider writes for this cluster (kubeconfig, registry config).
 	WorkDir string
+	// Preload are images (by reference) the provider may put on nodes
+	// ahead of time where pulling is slow (QEMU VMs); others may ignore it.
+	// Only the harness's own images belong here, never images under test.
+	Preload map[string]v1.ImageIndex
 }
 
 // Node is one machine of a created cluster.
@@ -76,6 +82,22 @@ type Cluster struct {
 	Provider   string
 	Kubeconfig []byte // for the host (API server reachable from here)
 	Nodes      []Node
+	// Emulated is set when some nodes run under CPU emulation (QEMU TCG);
+	// Slowdown is then their measured CPU slowdown against the host.
+	Emulated bool
+	Slowdown float64
+	// Marks are provider milestones (VM started, agent answered, joined).
+	Marks []Mark
+	// Logs are files the provider keeps per node (e.g. a VM's serial
+	// console), name -> path, for artifacts.
+	Logs map[string]string
+}
+
+// Mark is a point in a node's bring-up.
+type Mark struct {
+	Node  string
+	Event string
+	At    time.Time
 }
 
 // RESTConfig returns a client config for the cluster.

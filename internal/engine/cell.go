@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
@@ -18,6 +21,7 @@ import (
 	"github.com/cnimatrix/cnimatrix/internal/logx"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
+	"github.com/cnimatrix/cnimatrix/qemu"
 )
 
 // cellRun accumulates one cell's phases.
@@ -69,22 +73,37 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		log.Infof("cell %s: %s %s", cell.ID(), res.Outcome, res.RootCause)
 	}()
 
-	if cell.Provider != "kind" {
-		res.Outcome = matrix.Skipped
-		res.Reason = fmt.Sprintf("provider %s is not available in this build (arm64 nodes on an %s host need QEMU VM nodes)", cell.Provider, scenario.HostArch())
+	prov, err := e.provider(cell.Provider)
+	if err != nil {
+		res.Outcome, res.Reason = matrix.Skipped, err.Error()
 		run.skip("cluster", res.Reason)
 		return res
 	}
 
 	// images: cached builds; cheap when Prepare ran.
 	var nodeImage string
+	var preload map[string]v1.ImageIndex
 	if err := run.phase("images", true, func() ([]matrix.Evidence, error) {
-		ref, err := e.NodeImage(ctx, cell.Kubernetes, cell.Arch)
+		ref, err := e.NodeImage(ctx, cell.Kubernetes, controlPlaneArch(cell))
 		if err != nil {
 			return nil, err
 		}
 		nodeImage = ref
-		return nil, e.PushImages(ctx, s.CNI.Name)
+		if err := e.PushImages(ctx, s.CNI.Name); err != nil {
+			return nil, err
+		}
+		if cell.Provider != "qemu" {
+			return nil, nil
+		}
+		disk, err := e.Disk(ctx, cell.Kubernetes, s.CNI.Name)
+		if err != nil {
+			return nil, err
+		}
+		if preload, err = e.harnessImages(ctx, s.CNI.Name); err != nil {
+			return nil, err
+		}
+		return []matrix.Evidence{{Check: "images", Target: disk.Image, OK: true,
+			Detail: fmt.Sprintf("%s node disk: kernel %s, Kubernetes %s, preloaded %s", qemu.Arch, disk.KernelVersion, disk.KubeVersion, strings.Join(disk.Images, ", "))}}, nil
 	}); err != nil {
 		return res
 	}
@@ -96,9 +115,10 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 	spec := cluster.Spec{
 		Name: name, KubernetesVersion: cell.Kubernetes, NodeImage: nodeImage,
 		PodSubnet: s.PodSubnet, ServiceSubnet: s.ServiceSub, Network: e.network, WorkDir: workDir,
-		Mirror: &cluster.Mirror{Endpoint: "http://" + e.registry.Addr(), Upstreams: Upstreams},
+		Mirror:  &cluster.Mirror{Endpoint: "http://" + e.registry.Addr(), Upstreams: Upstreams},
+		Preload: preload,
 	}
-	spec.Nodes = append(spec.Nodes, cluster.NodeSpec{Role: cluster.ControlPlane, Arch: cell.Arch})
+	spec.Nodes = append(spec.Nodes, cluster.NodeSpec{Role: cluster.ControlPlane, Arch: controlPlaneArch(cell)})
 	for i := 1; i < s.Nodes; i++ {
 		spec.Nodes = append(spec.Nodes, cluster.NodeSpec{Role: cluster.Worker, Arch: cell.Arch})
 	}
@@ -110,12 +130,26 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		cctx, cancel := context.WithTimeout(ctx, s.Timeouts.Cluster)
 		defer cancel()
 		var err error
-		cl, err = e.kind.Create(cctx, spec)
-		return nil, err
+		cl, err = prov.Create(cctx, spec)
+		if err != nil {
+			return nil, err
+		}
+		return clusterEvidence(cl), nil
 	}); err != nil {
 		return res
 	}
-	defer e.teardown(ctx, run, cl, workDir)
+	defer e.teardown(ctx, run, prov, cl, workDir)
+
+	// Emulated nodes are slower at everything: scale the waits by the
+	// measured slowdown instead of by numbers tuned by hand.
+	timeouts := s.Timeouts
+	if cl.Emulated {
+		res.Fidelity = matrix.FidelityVMEmulated
+		f := waitScale(cl.Slowdown)
+		timeouts.CNIReady = time.Duration(float64(timeouts.CNIReady) * f)
+		timeouts.Checks = time.Duration(float64(timeouts.Checks) * f)
+		log.Infof("emulated nodes: CPU slowdown %.1fx, waits scaled by %.1f (cni-ready %s, checks %s)", cl.Slowdown, f, timeouts.CNIReady, timeouts.Checks)
+	}
 
 	cfg, err := cl.RESTConfig()
 	if err == nil {
@@ -146,7 +180,7 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		if n := OverrideImages(objs, s.CNI.ImageOverrides); n > 0 {
 			log.Infof("image overrides: replaced %d container images", n)
 		}
-		ictx, cancel := context.WithTimeout(ctx, s.Timeouts.CNIReady)
+		ictx, cancel := context.WithTimeout(ctx, timeouts.CNIReady)
 		defer cancel()
 		return []matrix.Evidence{{Check: "cni-install", Target: manifestPath, OK: true, Detail: fmt.Sprintf("%d objects applied", len(objs))}},
 			install.Apply(ictx, cfg, objs, install.ApplyOptions{FieldManager: "cnimatrix", Log: log})
@@ -154,14 +188,17 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		return res
 	}
 	if err := run.phase("cni-ready", false, func() ([]matrix.Evidence, error) {
-		wctx, cancel := context.WithTimeout(ctx, s.Timeouts.CNIReady)
+		wctx, cancel := context.WithTimeout(ctx, timeouts.CNIReady)
 		defer cancel()
 		err := install.WaitReady(wctx, cfg, objs, install.ApplyOptions{FieldManager: "cnimatrix", Log: log})
 		var nr *install.NotReadyError
 		if errors.As(err, &nr) {
 			return evidenceFromNotReady(nr), err
 		}
-		return nil, err
+		if err != nil {
+			return nil, err
+		}
+		return vmReadyEvidence(ctx, client, cl), nil
 	}); err != nil {
 		e.collect(ctx, run, cl, client)
 		return res
@@ -172,12 +209,12 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		Client: client, Config: cfg, Nodes: cl.Nodes, Namespace: "cnimatrix-checks",
 		NginxImage: NginxImage, ProbeImage: ProbeImage,
 		CNINamespace: s.CNI.Namespace, CNISelector: s.CNI.Selector,
-		Timeout: s.Timeouts.Checks, Log: log, TargetPort: s.Checks.ServiceTargetPort,
+		Timeout: timeouts.Checks, Log: log, TargetPort: s.Checks.ServiceTargetPort,
 		// The cluster is deleted after the cell (or kept for debugging with
 		// its workloads): waiting for the namespace to go costs ~15 s for nothing.
 		KeepNamespace: true,
 	}
-	cctx, cancel := context.WithTimeout(ctx, 2*s.Timeouts.Checks)
+	cctx, cancel := context.WithTimeout(ctx, 2*timeouts.Checks)
 	defer cancel()
 	failed := false
 	for _, cr := range checks.Run(cctx, env, checks.Default()) {
@@ -196,7 +233,7 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 	return res
 }
 
-func (e *Engine) teardown(ctx context.Context, run *cellRun, cl *cluster.Cluster, workDir string) {
+func (e *Engine) teardown(ctx context.Context, run *cellRun, prov cluster.Provider, cl *cluster.Cluster, workDir string) {
 	if e.opts.Keep {
 		run.skip("teardown", "kept (--keep)")
 		run.log.Infof("kept cluster %s: export KUBECONFIG=%s; kubectl get pods -A   (delete: kind delete cluster --name %s, or cnimatrix gc)",
@@ -206,7 +243,7 @@ func (e *Engine) teardown(ctx context.Context, run *cellRun, cl *cluster.Cluster
 	_ = run.phase("teardown", true, func() ([]matrix.Evidence, error) {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
 		defer cancel()
-		err := e.kind.Delete(dctx, cl.Name)
+		err := prov.Delete(dctx, cl.Name)
 		if err == nil {
 			_ = os.RemoveAll(workDir)
 		}

@@ -2,6 +2,9 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -23,6 +26,11 @@ func (e *Engine) collect(ctx context.Context, run *cellRun, cl *cluster.Cluster,
 		defer cancel()
 		err := artifacts.Collect(actx, dir, client, cl.Nodes)
 		run.result.Artifacts = dir
+		for name, src := range cl.Logs {
+			if cerr := copyFile(src, filepath.Join(dir, "provider", name)); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
 		if err != nil {
 			// Partial artifacts are still useful; record what failed without
 			// turning the cell into an infrastructure error.
@@ -30,4 +38,18 @@ func (e *Engine) collect(ctx context.Context, run *cellRun, cl *cluster.Cluster,
 		}
 		return []matrix.Evidence{{Check: "artifacts", Target: dir, OK: true}}, nil
 	})
+}
+
+// copyFile copies a provider log (e.g. a VM's serial console, which shows
+// the kernel command line with the agent's token) into the artifacts,
+// redacted.
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return artifacts.WriteRedacted(dst, b)
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/cnimatrix/cnimatrix/internal/images"
 	"github.com/cnimatrix/cnimatrix/internal/logx"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
+	"github.com/cnimatrix/cnimatrix/internal/scenario"
+	"github.com/cnimatrix/cnimatrix/qemu"
 )
 
 // Upstreams are the registries the local registry stands in for.
@@ -54,6 +56,7 @@ type Engine struct {
 	gateway  string
 	registry *images.Registry
 	kind     *kindprov.Provider
+	qemu     *qemu.Provider
 
 	stopRegistry context.CancelFunc
 
@@ -82,6 +85,7 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	e := &Engine{opts: opts, log: opts.Log, cache: cache, runID: newRunID(), nodeImages: map[string]string{}, pushed: map[string]bool{}}
 	e.kind = kindprov.New(opts.Log)
+	e.qemu = qemu.NewProvider(opts.Log, cache, e.kind)
 	e.network = cluster.NamePrefix + "net-" + e.runID
 	done := e.log.Phase("network " + e.network)
 	gw, _, err := kindprov.EnsureNetwork(ctx, e.network)
@@ -146,6 +150,26 @@ func (e *Engine) ClusterName(c matrix.Cell) string {
 
 func (e *Engine) cellWorkDir(c matrix.Cell) string {
 	return filepath.Join(e.opts.WorkDir, e.ClusterName(c))
+}
+
+// provider returns the cluster provider a cell names.
+func (e *Engine) provider(name string) (cluster.Provider, error) {
+	switch name {
+	case "kind":
+		return e.kind, nil
+	case "qemu":
+		return e.qemu, nil
+	}
+	return nil, fmt.Errorf("unknown provider %q", name)
+}
+
+// controlPlaneArch is the arch of a cell's control plane: a qemu cell on a
+// host of another arch is a mixed cluster whose control plane is native.
+func controlPlaneArch(c matrix.Cell) string {
+	if c.Provider == "qemu" {
+		return scenario.HostArch()
+	}
+	return c.Arch
 }
 
 // since is a small helper for phase timing.

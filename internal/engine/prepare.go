@@ -8,6 +8,7 @@ import (
 
 	"github.com/cnimatrix/cnimatrix/internal/images"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
+	"github.com/cnimatrix/cnimatrix/qemu"
 )
 
 // Prepare builds (or finds in the cache) every image the scenario's cells
@@ -15,8 +16,11 @@ import (
 // "images" phase done once for all cells.
 func (e *Engine) Prepare(ctx context.Context, s *scenario.Scenario) error {
 	for _, c := range s.Cells() {
-		if c.Provider == "kind" {
-			if _, err := e.NodeImage(ctx, c.Kubernetes, c.Arch); err != nil {
+		if _, err := e.NodeImage(ctx, c.Kubernetes, controlPlaneArch(c)); err != nil {
+			return err
+		}
+		if c.Provider == "qemu" {
+			if _, err := e.Disk(ctx, c.Kubernetes, s.CNI.Name); err != nil {
 				return err
 			}
 		}
@@ -52,25 +56,45 @@ func (e *Engine) PushImages(ctx context.Context, cni string) error {
 	return err
 }
 
-func (e *Engine) pushImages(ctx context.Context, cni string) error {
-	// Workload and offline-CNI images are always multi-arch indexes, as real
-	// images are: a mixed cluster pulls both entries, and the cached store
-	// keeps one content per reference whatever the cell's arch.
-	arches := ImageArches
+// harnessImages are the images cnimatrix builds itself: the workloads the
+// checks deploy and, for the offline CNI, its images. They are always
+// multi-arch indexes, as real images are: a mixed cluster pulls both
+// entries, and the cached store keeps one content per reference whatever
+// the cell's arch.
+func (e *Engine) harnessImages(ctx context.Context, cni string) (map[string]v1.ImageIndex, error) {
 	want := map[string]v1.ImageIndex{}
-	workloads, err := e.cache.WorkloadImages(ctx, arches)
+	workloads, err := e.cache.WorkloadImages(ctx, ImageArches)
 	if err != nil {
-		return fmt.Errorf("workload images: %w", err)
+		return nil, fmt.Errorf("workload images: %w", err)
 	}
 	for ref, idx := range workloads {
 		want[ref] = idx
 	}
 	if cni == "flannel" {
-		idx, err := e.cache.FlannelIndex(ctx, arches)
+		idx, err := e.cache.FlannelIndex(ctx, ImageArches)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		want[images.FlannelImageRef] = idx
+	}
+	return want, nil
+}
+
+// Disk builds (or finds cached) the QEMU arm64 node disk for a Kubernetes
+// version, with the harness's images preloaded: pulling and unpacking
+// them under TCG costs each VM minutes.
+func (e *Engine) Disk(ctx context.Context, k8sVersion, cni string) (*qemu.Disk, error) {
+	pre, err := e.harnessImages(ctx, cni)
+	if err != nil {
+		return nil, err
+	}
+	return qemu.BuildDisk(ctx, e.cache, k8sVersion, qemu.DiskOptions{Preload: pre})
+}
+
+func (e *Engine) pushImages(ctx context.Context, cni string) error {
+	want, err := e.harnessImages(ctx, cni)
+	if err != nil {
+		return err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

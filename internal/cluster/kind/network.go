@@ -25,7 +25,8 @@ type networkInfo struct {
 	Options    map[string]string `json:"Options"`
 	Labels     map[string]string `json:"Labels"`
 	Containers map[string]struct {
-		Name string `json:"Name"`
+		Name        string `json:"Name"`
+		IPv4Address string `json:"IPv4Address"`
 	} `json:"Containers"`
 }
 
@@ -132,4 +133,44 @@ func DeleteNetwork(ctx context.Context, name string) error {
 		return fmt.Errorf("delete docker network %s: %w", name, err)
 	}
 	return nil
+}
+
+// Network describes a Docker bridge network for peers that are not
+// containers (QEMU VMs on a tap device enslaved to its bridge).
+type Network struct {
+	Name    string
+	Subnet  string // IPv4 CIDR, e.g. 172.18.0.0/16
+	Gateway string
+	Bridge  string   // Linux bridge device
+	Used    []string // IPv4 addresses Docker has given to containers
+}
+
+// InspectNetwork describes network name.
+func InspectNetwork(ctx context.Context, name string) (*Network, error) {
+	n, err := inspectNetwork(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if n == nil {
+		return nil, fmt.Errorf("docker network %s does not exist", name)
+	}
+	out := &Network{Name: name, Bridge: n.bridge()}
+	if out.Gateway, err = n.gateway(); err != nil {
+		return nil, err
+	}
+	for _, c := range n.IPAM.Config {
+		if _, ipn, err := net.ParseCIDR(c.Subnet); err == nil && ipn.IP.To4() != nil {
+			out.Subnet = ipn.String()
+			break
+		}
+	}
+	if out.Subnet == "" {
+		return nil, fmt.Errorf("docker network %s has no IPv4 subnet", name)
+	}
+	for _, c := range n.Containers {
+		if ip, _, err := net.ParseCIDR(c.IPv4Address); err == nil {
+			out.Used = append(out.Used, ip.String())
+		}
+	}
+	return out, nil
 }

@@ -1,0 +1,81 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/cnimatrix/cnimatrix/internal/cluster"
+	"github.com/cnimatrix/cnimatrix/internal/matrix"
+)
+
+// cpuShare is the part of a cell's waiting that grows with the nodes' CPU
+// slowdown. Measured here: a QEMU TCG worker ran the calibration workload
+// ~30x slower than the host, yet joined and turned Ready ~7x slower than
+// a kind node (83 s against ~12 s), the rest being I/O and waiting on the
+// native control plane: 7/30 ≈ 0.25.
+const cpuShare = 0.25
+
+// waitScale is the factor by which a cell's waits grow on nodes slowdown
+// times slower than the host's CPU; never below 1.
+func waitScale(slowdown float64) float64 { return max(1, slowdown*cpuShare) }
+
+// clusterEvidence records the provider's milestones, relative to the first
+// one, and the measured slowdown.
+func clusterEvidence(cl *cluster.Cluster) []matrix.Evidence {
+	var ev []matrix.Evidence
+	if cl.Emulated {
+		ev = append(ev, matrix.Evidence{Check: "cluster", Source: cl.Provider, Target: cl.Name, OK: true,
+			Detail: fmt.Sprintf("emulated nodes: CPU slowdown %.1fx against the host (calibration)", cl.Slowdown)})
+	}
+	start := map[string]time.Time{}
+	for _, m := range cl.Marks {
+		if _, ok := start[m.Node]; !ok {
+			start[m.Node] = m.At
+		}
+		ev = append(ev, matrix.Evidence{Check: "cluster", Source: cl.Provider, Target: "node " + m.Node, OK: true,
+			Detail: fmt.Sprintf("%s at +%.1fs", m.Event, m.At.Sub(start[m.Node]).Seconds())})
+	}
+	for _, n := range cl.Nodes {
+		ev = append(ev, matrix.Evidence{Check: "cluster", Source: cl.Provider, Target: "node " + n.Name, OK: true,
+			Detail: fmt.Sprintf("%s %s %s", n.Role, n.Arch, n.InternalIP)})
+	}
+	return ev
+}
+
+// vmReadyEvidence says, for each node with a "vm-started" mark, how long
+// after its VM started the node turned Ready (the Ready condition's
+// transition time has a resolution of one second).
+func vmReadyEvidence(ctx context.Context, client kubernetes.Interface, cl *cluster.Cluster) []matrix.Evidence {
+	started := map[string]time.Time{}
+	for _, m := range cl.Marks {
+		if m.Event == "vm-started" {
+			started[m.Node] = m.At
+		}
+	}
+	if len(started) == 0 {
+		return nil
+	}
+	list, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return []matrix.Evidence{{Check: "cni-ready", Source: "api", OK: false, Detail: "list nodes: " + err.Error()}}
+	}
+	var ev []matrix.Evidence
+	for _, n := range list.Items {
+		t0, ok := started[n.Name]
+		if !ok {
+			continue
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				ev = append(ev, matrix.Evidence{Check: "cni-ready", Source: "api", Target: "node " + n.Name, OK: true,
+					Detail: fmt.Sprintf("Ready %.0fs after its VM started", c.LastTransitionTime.Sub(t0).Seconds())})
+			}
+		}
+	}
+	return ev
+}

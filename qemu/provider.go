@@ -1,0 +1,508 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cnimatrix/cnimatrix/internal/cluster"
+	kindprov "github.com/cnimatrix/cnimatrix/internal/cluster/kind"
+	"github.com/cnimatrix/cnimatrix/internal/images"
+	"github.com/cnimatrix/cnimatrix/internal/logx"
+)
+
+// Provider makes mixed-arch clusters: a kind control plane in the host's
+// arch and arm64 workers that are QEMU VMs on the kind network's bridge,
+// joined with kubeadm. It implements cluster.Provider.
+type Provider struct {
+	log   *logx.Logger
+	cache *images.Cache
+	kind  *kindprov.Provider
+	// CPUs and MemoryMB of each VM (defaults 2 and 2048).
+	CPUs, MemoryMB int
+	// Retain keeps what a failed Create made, for debugging.
+	Retain bool
+
+	mu       sync.Mutex
+	clusters map[string][]*vmNode
+}
+
+// vmNode is one VM of a cluster.
+type vmNode struct {
+	name, ip, tap string
+	vm            *VM
+	agent         *Agent
+}
+
+// NewProvider returns a provider whose kind control planes are made by kp.
+func NewProvider(log *logx.Logger, cache *images.Cache, kp *kindprov.Provider) *Provider {
+	if log == nil {
+		log = logx.Discard()
+	}
+	return &Provider{log: log, cache: cache, kind: kp, clusters: map[string][]*vmNode{}}
+}
+
+// Name implements cluster.Provider.
+func (p *Provider) Name() string { return "qemu" }
+
+// Emulated reports whether VMs run under TCG (no KVM for arm64 here).
+func Emulated() bool { return accelArgs()[2] != "-enable-kvm" }
+
+// Create implements cluster.Provider: the control plane (and any node of
+// the host's arch) by kind, then one VM per arm64 node, booted while kind
+// works and joined once the API server answers.
+func (p *Provider) Create(ctx context.Context, spec cluster.Spec) (_ *cluster.Cluster, err error) {
+	var kindNodes, vmSpecs []cluster.NodeSpec
+	for _, n := range spec.Nodes {
+		switch {
+		case n.Arch == runtime.GOARCH && n.Arch != Arch || n.Arch == Arch && n.Role == cluster.ControlPlane && runtime.GOARCH == Arch:
+			kindNodes = append(kindNodes, n)
+		case n.Arch == Arch && n.Role == cluster.Worker:
+			vmSpecs = append(vmSpecs, n)
+		case n.Arch == Arch && n.Role == cluster.ControlPlane:
+			return nil, fmt.Errorf("cluster %s: an arm64 control plane on this %s host would be a VM too (all-VM clusters), which this provider does not make yet; use an %s control plane with arm64 workers", spec.Name, runtime.GOARCH, runtime.GOARCH)
+		default:
+			return nil, fmt.Errorf("cluster %s: provider qemu makes %s VM workers, not %s nodes", spec.Name, Arch, n.Arch)
+		}
+	}
+	if len(kindNodes) == 0 || kindNodes[0].Role != cluster.ControlPlane {
+		return nil, fmt.Errorf("cluster %s: the first node must be the control plane", spec.Name)
+	}
+	if len(vmSpecs) == 0 {
+		return nil, fmt.Errorf("cluster %s: no %s workers asked for; use provider kind", spec.Name, Arch)
+	}
+	if spec.Network == "" {
+		return nil, fmt.Errorf("cluster %s: provider qemu needs a named docker network", spec.Name)
+	}
+	if spec.WorkDir == "" {
+		return nil, fmt.Errorf("cluster %s: provider qemu needs a work dir (serial logs, VM state)", spec.Name)
+	}
+	done := p.log.Phase(fmt.Sprintf("create cluster %s (%d kind node(s) + %d %s VM(s))", spec.Name, len(kindNodes), len(vmSpecs), Arch))
+	defer func() { done(err) }()
+
+	disk, err := BuildDisk(ctx, p.cache, spec.KubernetesVersion, DiskOptions{Preload: spec.Preload})
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := kindprov.EnsureNetwork(ctx, spec.Network); err != nil {
+		return nil, err
+	}
+	netw, err := kindprov.InspectNetwork(ctx, spec.Network)
+	if err != nil {
+		return nil, err
+	}
+	ips, prefix, err := vmAddresses(netw, len(vmSpecs))
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", spec.Name, err)
+	}
+	if err := os.MkdirAll(spec.WorkDir, 0o755); err != nil {
+		return nil, err
+	}
+
+	// From the first tap on, a failure must not leave anything behind.
+	defer func() {
+		if err != nil && !p.Retain {
+			if derr := p.Delete(context.WithoutCancel(ctx), spec.Name); derr != nil {
+				p.log.Infof("cleanup of %s after failure: %v", spec.Name, derr)
+			}
+		}
+	}()
+	c := &cluster.Cluster{Name: spec.Name, Provider: p.Name(), Emulated: Emulated(), Logs: map[string]string{}}
+	mark := func(node, event string) {
+		p.mu.Lock()
+		c.Marks = append(c.Marks, cluster.Mark{Node: node, Event: event, At: time.Now()})
+		p.mu.Unlock()
+	}
+	var vms []*vmNode
+	for i := range vmSpecs {
+		n := &vmNode{name: fmt.Sprintf("%s-%s-%d", spec.Name, Arch, i+1), ip: ips[i], tap: tapName(spec.Name, i)}
+		token, err := newToken()
+		if err != nil {
+			return nil, err
+		}
+		args, err := NodeConfig{Hostname: n.name, Address: fmt.Sprintf("%s/%d", n.ip, prefix), Gateway: netw.Gateway, Token: token}.KernelArgs()
+		if err != nil {
+			return nil, err
+		}
+		if err := AddTap(ctx, n.tap, netw.Bridge); err != nil {
+			return nil, err
+		}
+		p.track(spec.Name, n)
+		serial := filepath.Join(spec.WorkDir, n.name+".serial.log")
+		c.Logs[n.name+".serial.log"] = serial
+		n.vm, err = Boot(ctx, disk, VMOptions{
+			Name: n.name, CPUs: p.CPUs, MemoryMB: p.MemoryMB, Net: n.tap, SerialLog: serial,
+			KernelArgs: args, StateDir: filepath.Join(spec.WorkDir, "vm-"+n.name),
+		})
+		if err != nil {
+			return nil, err
+		}
+		mark(n.name, "vm-started")
+		n.agent = NewAgent(n.ip, token)
+		vms = append(vms, n)
+		p.log.Infof("VM %s booting (%s on %s, tap %s, disk %s, kernel %s)", n.name, n.ip, netw.Bridge, n.tap, disk.KubeVersion, disk.KernelVersion)
+	}
+
+	// The control plane comes up while the VMs boot.
+	kspec := spec
+	kspec.Nodes = kindNodes
+	kc, err := p.kind.Create(ctx, kspec)
+	if err != nil {
+		return nil, err
+	}
+	mark(kc.Nodes[0].Name, "control-plane-up")
+	c.Kubeconfig, c.Nodes = kc.Kubeconfig, kc.Nodes
+	cp := kc.Nodes[0]
+	var out, errb bytes.Buffer
+	if err := cp.Exec.Run(ctx, &out, &errb, "kubeadm", "token", "create", "--print-join-command", "--ttl", "2h"); err != nil {
+		return nil, fmt.Errorf("join command from %s: %w: %s", cp.Name, err, images.LastLines(errb.String(), 5))
+	}
+	join := strings.Fields(strings.TrimSpace(out.String()))
+	if len(join) < 3 || join[0] != "kubeadm" || join[1] != "join" {
+		return nil, fmt.Errorf("join command from %s: unexpected %q", cp.Name, out.String())
+	}
+	certs, err := mirrorSetup(spec.Mirror)
+	if err != nil {
+		return nil, err
+	}
+
+	errs := make([]error, len(vms))
+	var slow []float64
+	var wg sync.WaitGroup
+	for i, n := range vms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f, err := p.joinVM(ctx, n, cp, join, certs, mark)
+			errs[i] = err
+			if err == nil {
+				p.mu.Lock()
+				slow = append(slow, f)
+				p.mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	c.Slowdown = slices.Max(slow)
+	for _, n := range vms {
+		c.Nodes = append(c.Nodes, cluster.Node{Name: n.name, Role: cluster.Worker, Arch: Arch, InternalIP: n.ip, Exec: n.agent})
+	}
+	return c, nil
+}
+
+// joinVM waits for the VM's agent, calibrates, configures the registry
+// mirror and the control plane's name, and runs kubeadm join. It returns
+// the VM's measured slowdown.
+func (p *Provider) joinVM(ctx context.Context, n *vmNode, cp cluster.Node, join []string, certs string, mark func(node, event string)) (float64, error) {
+	bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if err := p.waitAgent(bctx, n); err != nil {
+		return 0, err
+	}
+	mark(n.name, "agent-up")
+	p.log.Infof("VM %s up in %s", n.name, time.Since(n.vm.Started).Round(100*time.Millisecond))
+	cal, err := Calibrate(ctx, p.cache, n.agent)
+	if err != nil {
+		return 0, fmt.Errorf("VM %s: %w", n.name, err)
+	}
+	p.log.Infof("VM %s: %s", n.name, cal)
+	// The control plane's name is what kubeadm's cluster-info points at.
+	setup := fmt.Sprintf("set -e\necho '%s %s' >>/etc/hosts\n", cp.InternalIP, cp.Name)
+	setup += certs
+	if _, _, err := n.agent.Exec(ctx, setup, "bash", "-s"); err != nil {
+		return 0, fmt.Errorf("VM %s: setup: %w", n.name, err)
+	}
+	argv := append(append([]string{}, join...), "--node-name", n.name)
+	jctx, cancel := context.WithTimeout(ctx, time.Duration(float64(3*time.Minute)*max(1, cal.Factor()/8)))
+	defer cancel()
+	mark(n.name, "join-started")
+	t0 := time.Now()
+	stdout, stderr, err := n.agent.Exec(jctx, "", argv...)
+	if err != nil {
+		return 0, fmt.Errorf("VM %s: kubeadm join: %w\n%s", n.name, err, images.LastLines(stdout+stderr, 15))
+	}
+	mark(n.name, "joined")
+	p.log.Infof("VM %s joined in %s (%s after VM start)", n.name, time.Since(t0).Round(100*time.Millisecond), time.Since(n.vm.Started).Round(100*time.Millisecond))
+	return cal.Factor(), nil
+}
+
+// waitAgent waits for the VM's agent, failing early when QEMU exits.
+func (p *Provider) waitAgent(ctx context.Context, n *vmNode) error {
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-n.vm.exited:
+			cancel()
+		case <-actx.Done():
+		}
+	}()
+	if err := n.agent.WaitHealthy(actx); err != nil {
+		b, _ := os.ReadFile(n.vm.SerialLog)
+		why := "did not come up"
+		if n.vm.Exited() {
+			why = fmt.Sprintf("exited (%v)", n.vm.waitErr)
+		}
+		return fmt.Errorf("VM %s %s in %s: %w; console:\n%s", n.name, why, time.Since(n.vm.Started).Round(time.Second), err, images.LastLines(string(b), 20))
+	}
+	return nil
+}
+
+func (p *Provider) track(name string, n *vmNode) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clusters[name] = append(p.clusters[name], n)
+}
+
+// Delete implements cluster.Provider: VMs, taps, then the kind nodes. It
+// also ends VMs and taps of the cluster that another process started.
+func (p *Provider) Delete(ctx context.Context, name string) error {
+	p.mu.Lock()
+	vms := p.clusters[name]
+	delete(p.clusters, name)
+	p.mu.Unlock()
+	var errs []error
+	var wg sync.WaitGroup
+	for _, n := range vms {
+		if n.vm == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// The VM is thrown away: a clean guest shutdown buys nothing.
+			sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			_ = n.vm.Kill(sctx)
+		}()
+	}
+	wg.Wait()
+	errs = append(errs, killStrays(ctx, func(vmName string) bool { return strings.HasPrefix(vmName, name+"-"+Arch+"-") }))
+	errs = append(errs, deleteTaps(ctx, tapPrefix(name)))
+	errs = append(errs, p.kind.Delete(ctx, name))
+	return errors.Join(errs...)
+}
+
+// List implements cluster.Provider: clusters with a running VM.
+func (p *Provider) List(ctx context.Context) ([]string, error) {
+	names, err := vmProcesses()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, v := range names {
+		if m := vmNameRe.FindStringSubmatch(v.name); m != nil && !seen[m[1]] {
+			seen[m[1]] = true
+			out = append(out, m[1])
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+var vmNameRe = regexp.MustCompile(`^(` + regexp.QuoteMeta(cluster.NamePrefix) + `.*)-` + Arch + `-[0-9]+$`)
+
+// GC ends every VM and tap cnimatrix left behind (its clusters' kind nodes
+// are the kind provider's to delete).
+func GC(ctx context.Context, log *logx.Logger) error {
+	err := killStrays(ctx, func(name string) bool { return vmNameRe.MatchString(name) })
+	return errors.Join(err, deleteTaps(ctx, tapBase))
+}
+
+// tapBase starts every tap cnimatrix makes.
+const tapBase = "cmx"
+
+func tapPrefix(cluster string) string {
+	h := sha256.Sum256([]byte(cluster))
+	return tapBase + hex.EncodeToString(h[:4])
+}
+
+// tapName fits IFNAMSIZ: cmx + 8 hex digits of the cluster + the index.
+func tapName(cluster string, i int) string { return fmt.Sprintf("%s%d", tapPrefix(cluster), i) }
+
+func deleteTaps(ctx context.Context, prefix string) error {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, i := range ifs {
+		if strings.HasPrefix(i.Name, prefix) {
+			errs = append(errs, DeleteTap(ctx, i.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// vmAddresses picks n addresses for VMs from the top of the network's
+// subnet: Docker's IPAM hands out addresses from the bottom, in order, so
+// the top stays free; addresses Docker did give out are skipped.
+func vmAddresses(n *kindprov.Network, count int) ([]string, int, error) {
+	pfx, err := netip.ParsePrefix(n.Subnet)
+	if err != nil {
+		return nil, 0, fmt.Errorf("network %s subnet %q: %w", n.Name, n.Subnet, err)
+	}
+	pfx = pfx.Masked()
+	if pfx.Bits() > 24 {
+		return nil, 0, fmt.Errorf("network %s subnet %s is too small for VM nodes", n.Name, n.Subnet)
+	}
+	used := map[string]bool{n.Gateway: true}
+	for _, u := range n.Used {
+		used[u] = true
+	}
+	// Last address of the subnet (broadcast), then downwards.
+	a := pfx.Addr().As4()
+	hostBits := 32 - pfx.Bits()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v |= (1 << hostBits) - 1
+	var out []string
+	for v--; len(out) < count && pfx.Contains(addr4(v)); v-- {
+		if s := addr4(v).String(); !used[s] {
+			out = append(out, s)
+		}
+	}
+	if len(out) < count {
+		return nil, 0, fmt.Errorf("network %s: no free addresses for %d VMs", n.Name, count)
+	}
+	return out, pfx.Bits(), nil
+}
+
+func addr4(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+func newToken() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// mirrorSetup is a shell script that writes the containerd certs.d tree
+// of the mirror in the VM (containerd reads it at each pull).
+func mirrorSetup(m *cluster.Mirror) (string, error) {
+	if m == nil {
+		return "", nil
+	}
+	hostPort, ok := strings.CutPrefix(strings.TrimRight(m.Endpoint, "/"), "http://")
+	if !ok || hostPort == "" {
+		return "", fmt.Errorf("mirror endpoint %q: want http://host:port", m.Endpoint)
+	}
+	dir, err := os.MkdirTemp("", "cnimatrix-certs-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	if err := images.WriteContainerdHosts(dir, hostPort, m.Upstreams); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	err = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		dst := "/etc/containerd/certs.d/" + filepath.ToSlash(rel)
+		fmt.Fprintf(&b, "mkdir -p %q\nbase64 -d >%q <<'EOF'\n%s\nEOF\n", filepath.Dir(dst), dst, base64.StdEncoding.EncodeToString(data))
+		return nil
+	})
+	return b.String(), err
+}
+
+// vmProc is a running QEMU of ours.
+type vmProc struct {
+	pid  int
+	name string
+}
+
+// vmProcesses finds qemu-system-aarch64 processes and their -name.
+func vmProcesses() ([]vmProc, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var out []vmProc
+	for _, e := range ents {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) == 0 || filepath.Base(args[0]) != "qemu-system-aarch64" {
+			continue
+		}
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] == "-name" {
+				out = append(out, vmProc{pid: pid, name: args[i+1]})
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// killStrays kills QEMU processes whose VM name matches and waits for them.
+func killStrays(ctx context.Context, match func(name string) bool) error {
+	procs, err := vmProcesses()
+	if err != nil {
+		return err
+	}
+	var left []vmProc
+	for _, v := range procs {
+		if match(v.name) {
+			_ = syscall.Kill(v.pid, syscall.SIGKILL)
+			left = append(left, v)
+		}
+	}
+	delay := 50 * time.Millisecond
+	for len(left) > 0 {
+		var still []vmProc
+		for _, v := range left {
+			if err := syscall.Kill(v.pid, 0); err == nil {
+				still = append(still, v)
+			}
+		}
+		if left = still; len(left) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("VM %s (pid %d) still running: %w", left[0].name, left[0].pid, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, time.Second)
+	}
+	return nil
+}
