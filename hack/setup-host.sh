@@ -6,9 +6,11 @@ set -euo pipefail
 log() { printf '[setup %s] %s\n' "$(date +%T)" "$*"; }
 
 # qemu-utils: per-VM qcow2 overlays (qemu-img); arch-test: mmdebstrap checks with it
-# that an arm64 minbase (maintainer scripts under qemu-user) can run.
+# that an arm64 minbase (maintainer scripts under qemu-user) can run; chromium: the
+# HTML report's test renders the page in a headless browser.
 PKGS=(docker.io jq mmdebstrap debootstrap qemu-user-static binfmt-support
-      qemu-system-arm qemu-utils arch-test e2fsprogs iproute2 iptables ca-certificates git make curl)
+      qemu-system-arm qemu-utils arch-test e2fsprogs iproute2 iptables ca-certificates git make curl
+      chromium)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

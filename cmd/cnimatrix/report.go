@@ -11,26 +11,30 @@ import (
 )
 
 func newReportCmd() *cobra.Command {
-	var md, junit, out string
+	var md, junit, htmlPath, out string
 	var merge bool
 	cmd := &cobra.Command{
 		Use:   "report MATRIX.json | --merge SHARD.json... [-o MERGED.json]",
-		Short: "Render a matrix.json as Markdown and JUnit; merge partial matrices",
+		Short: "Render a matrix.json as Markdown, JUnit or HTML; merge partial matrices",
 		Long: `Report reads a matrix.json written by "cnimatrix run" (or the e2e suite) and
-renders it. With no flags it prints Markdown to standard output. A cell whose
-outcome is missing or unreadable is shown as unknown, never as pass.
+renders it. With no flags it prints Markdown to standard output; --markdown,
+--junit and --html write those forms to files instead. The HTML page is
+self-contained (no scripts, no external assets) and links each cell's
+artifacts folder relative to the page. A cell whose outcome is missing or
+unreadable is shown as unknown, never as pass.
 
 With --merge, the arguments are partial matrices (e.g. one per parallel CI
 job) and report merges them into one: the union of their cells. A cell that
 is unknown in one shard takes its result from a shard that ran it; a cell
 that two shards ran with a different outcome or root cause is an error
 naming the cell and both shards. -o writes the merged matrix.json;
---markdown and --junit render it as for a single matrix. With none of -o,
---markdown or --junit, the merged matrix is printed as Markdown.
+--markdown, --junit and --html render it as for a single matrix. With none
+of -o, --markdown, --junit or --html, the merged matrix is printed as Markdown.
 
 Exit status: 0 rendered, 2 unreadable matrix, shards that disagree, or bad flags.`,
 		Example: `  cnimatrix report _out/matrix.json
   cnimatrix report _out/matrix.json --markdown summary.md --junit junit.xml
+  cnimatrix report _out/matrix.json --html _out/matrix.html
   cnimatrix report --merge shard-amd64/matrix.json shard-arm64/matrix.json -o matrix.json --markdown matrix.md`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			switch {
@@ -72,17 +76,18 @@ Exit status: 0 rendered, 2 unreadable matrix, shards that disagree, or bad flags
 				}
 				m = single
 			}
-			if md == "" && junit == "" {
+			if md == "" && junit == "" && htmlPath == "" {
 				if merge && out != "" {
 					return nil
 				}
 				return report.Markdown(cmd.OutOrStdout(), m)
 			}
-			return report.Render(m, md, junit)
+			return report.Render(m, md, junit, htmlPath)
 		},
 	}
 	cmd.Flags().StringVar(&md, "markdown", "", "write Markdown to this file")
 	cmd.Flags().StringVar(&junit, "junit", "", "write JUnit XML to this file")
+	cmd.Flags().StringVar(&htmlPath, "html", "", "write a self-contained HTML page to this file")
 	cmd.Flags().BoolVar(&merge, "merge", false, "merge the given partial matrices (shards) into one")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "with --merge: write the merged matrix.json to this file")
 	return cmd

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -73,5 +74,37 @@ func TestReportArgs(t *testing.T) {
 		if code, _, _, err := runCLI(t, args...); code != exitBadInput {
 			t.Errorf("%q: exit %d (%v), want %d", args, code, err, exitBadInput)
 		}
+	}
+}
+
+func TestReportWritesHTML(t *testing.T) {
+	dir := t.TempDir()
+	a := writeTestMatrix(t, dir, "a.json", cellOutcome{amd64Cell, matrix.Pass, ""}, cellOutcome{arm64Cell, matrix.Fail, "exec-format"})
+	page := filepath.Join(dir, "m.html")
+	code, out, _, err := runCLI(t, "report", a, "--html", page)
+	if code != exitOK || out != "" {
+		t.Fatalf("exit %d (%v), stdout %q: --html alone writes the page instead of printing Markdown", code, err, out)
+	}
+	b, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`data-cell="` + amd64Cell.ID() + `" data-outcome="pass"`,
+		`data-cell="` + arm64Cell.ID() + `" data-outcome="fail"`,
+		`data-root-cause="exec-format"`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s lacks %s", page, want)
+		}
+	}
+	// Merged shards render to HTML as well.
+	b2 := writeTestMatrix(t, dir, "b.json", cellOutcome{amd64Cell, matrix.Unknown, ""}, cellOutcome{arm64Cell, matrix.Fail, "exec-format"})
+	merged := filepath.Join(dir, "merged.html")
+	if code, _, _, err := runCLI(t, "report", "--merge", a, b2, "--html", merged); code != exitOK {
+		t.Fatalf("merge --html: exit %d (%v)", code, err)
+	}
+	if b, err := os.ReadFile(merged); err != nil || !strings.Contains(string(b), `data-cell="`+arm64Cell.ID()+`" data-outcome="fail"`) {
+		t.Errorf("merged page: %v\n%.300s", err, b)
 	}
 }

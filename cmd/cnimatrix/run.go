@@ -49,8 +49,8 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 provider), builds the images it needs (cached), and for each cell creates a
 cluster, installs the CNI, runs the checks and deletes the cluster.
 
-It writes matrix.json (the source of truth), matrix.md and matrix.xml (JUnit,
-one testcase per phase) into --out, and for each cell that did not pass a
+It writes matrix.json (the source of truth), matrix.md, matrix.xml (JUnit,
+one testcase per phase) and matrix.html into --out, and for each cell that did not pass a
 folder of artifacts (pods, events, logs, node journals) into --artifacts
 ($ARTIFACTS when set).`,
 		Example: `  cnimatrix run scenarios/offline-flannel.yaml
@@ -126,7 +126,7 @@ folder of artifacts (pods, events, logs, node journals) into --artifacts
 				return err
 			}
 			log.Infof("%s", m.Summary())
-			log.Infof("matrix: %s, %s, %s", files.JSON, files.Markdown, files.JUnit)
+			log.Infof("matrix: %s, %s, %s, %s", files.JSON, files.Markdown, files.JUnit, files.HTML)
 			var bad []error
 			for _, r := range m.Results {
 				if err := engine.CheckExpectation(s.Expect, r); err != nil {
@@ -139,7 +139,7 @@ folder of artifacts (pods, events, logs, node journals) into --artifacts
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&out, "out", "o", "_out", "directory for matrix.json, matrix.md, matrix.xml")
+	cmd.Flags().StringVarP(&out, "out", "o", "_out", "directory for matrix.json, matrix.md, matrix.xml, matrix.html")
 	cmd.Flags().StringVar(&artifactsDir, "artifacts", "_out/artifacts", "directory for per-cell artifacts of failed cells ($ARTIFACTS overrides)")
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep clusters after the run for debugging (prints how to reach them)")
 	cmd.Flags().StringArrayVar(&filters, "filter", nil, "run only matching cells: k8s=v1.37.2, arch=amd64, provider=kind, cni=flannel, <cni>=<version> (repeatable; all must match)")

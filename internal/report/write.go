@@ -9,9 +9,9 @@ import (
 )
 
 // Files are the paths WriteAll produced.
-type Files struct{ JSON, Markdown, JUnit string }
+type Files struct{ JSON, Markdown, JUnit, HTML string }
 
-// WriteAll writes matrix.json, matrix.md and matrix.xml into dir.
+// WriteAll writes matrix.json, matrix.md, matrix.xml and matrix.html into dir.
 func WriteAll(dir string, m *matrix.Matrix) (Files, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Files{}, fmt.Errorf("create %s: %w", dir, err)
@@ -20,19 +20,21 @@ func WriteAll(dir string, m *matrix.Matrix) (Files, error) {
 		JSON:     filepath.Join(dir, "matrix.json"),
 		Markdown: filepath.Join(dir, "matrix.md"),
 		JUnit:    filepath.Join(dir, "matrix.xml"),
+		HTML:     filepath.Join(dir, "matrix.html"),
 	}
 	m.Sort()
 	if err := m.WriteJSON(f.JSON); err != nil {
 		return f, err
 	}
-	if err := Render(m, f.Markdown, f.JUnit); err != nil {
+	if err := Render(m, f.Markdown, f.JUnit, f.HTML); err != nil {
 		return f, err
 	}
 	return f, nil
 }
 
-// Render writes the Markdown and JUnit forms of m (an empty path skips one).
-func Render(m *matrix.Matrix, mdPath, junitPath string) error {
+// Render writes the Markdown, JUnit and HTML forms of m (an empty path skips
+// one). The HTML page links artifacts folders relative to where it is written.
+func Render(m *matrix.Matrix, mdPath, junitPath, htmlPath string) error {
 	write := func(path string, fn func(*os.File) error) error {
 		if path == "" {
 			return nil
@@ -50,5 +52,8 @@ func Render(m *matrix.Matrix, mdPath, junitPath string) error {
 	if err := write(mdPath, func(f *os.File) error { return Markdown(f, m) }); err != nil {
 		return err
 	}
-	return write(junitPath, func(f *os.File) error { return JUnit(f, m) })
+	if err := write(junitPath, func(f *os.File) error { return JUnit(f, m) }); err != nil {
+		return err
+	}
+	return write(htmlPath, func(f *os.File) error { return writeHTML(f, m, filepath.Dir(htmlPath)) })
 }
