@@ -159,7 +159,20 @@ func (p *Provider) Create(ctx context.Context, spec cluster.Spec) (_ *cluster.Cl
 		p.log.Infof("VM %s booting (%s on %s, tap %s, disk %s, kernel %s)", n.name, n.ip, netw.Bridge, n.tap, disk.KubeVersion, disk.KernelVersion)
 	}
 
-	// The control plane comes up while the VMs boot.
+	// While kind makes the control plane, each VM boots and, once its
+	// agent answers, is calibrated: that wait is off the critical path.
+	type ready struct {
+		cal Calibration
+		err error
+	}
+	up := make([]chan ready, len(vms))
+	for i, n := range vms {
+		up[i] = make(chan ready, 1)
+		go func() {
+			cal, err := p.bootVM(ctx, n, mark)
+			up[i] <- ready{cal, err}
+		}()
+	}
 	kspec := spec
 	kspec.Nodes = kindNodes
 	kc, err := p.kind.Create(ctx, kspec)
@@ -183,19 +196,19 @@ func (p *Provider) Create(ctx context.Context, spec cluster.Spec) (_ *cluster.Cl
 	}
 
 	errs := make([]error, len(vms))
-	var slow []float64
+	slow := make([]float64, len(vms))
 	var wg sync.WaitGroup
 	for i, n := range vms {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f, err := p.joinVM(ctx, n, cp, join, certs, mark)
-			errs[i] = err
-			if err == nil {
-				p.mu.Lock()
-				slow = append(slow, f)
-				p.mu.Unlock()
+			r := <-up[i]
+			if r.err != nil {
+				errs[i] = r.err
+				return
 			}
+			slow[i] = r.cal.Factor()
+			errs[i] = p.joinVM(ctx, n, cp, join, certs, r.cal, mark)
 		}()
 	}
 	wg.Wait()
@@ -209,27 +222,31 @@ func (p *Provider) Create(ctx context.Context, spec cluster.Spec) (_ *cluster.Cl
 	return c, nil
 }
 
-// joinVM waits for the VM's agent, calibrates, configures the registry
-// mirror and the control plane's name, and runs kubeadm join. It returns
-// the VM's measured slowdown.
-func (p *Provider) joinVM(ctx context.Context, n *vmNode, cp cluster.Node, join []string, certs string, mark func(node, event string)) (float64, error) {
+// bootVM waits for the VM's agent and calibrates the VM.
+func (p *Provider) bootVM(ctx context.Context, n *vmNode, mark func(node, event string)) (Calibration, error) {
 	bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	if err := p.waitAgent(bctx, n); err != nil {
-		return 0, err
+		return Calibration{}, err
 	}
 	mark(n.name, "agent-up")
 	p.log.Infof("VM %s up in %s", n.name, time.Since(n.vm.Started).Round(100*time.Millisecond))
-	cal, err := Calibrate(ctx, p.cache, n.agent)
+	cal, err := Calibrate(bctx, p.cache, n.agent)
 	if err != nil {
-		return 0, fmt.Errorf("VM %s: %w", n.name, err)
+		return cal, fmt.Errorf("VM %s: %w", n.name, err)
 	}
 	p.log.Infof("VM %s: %s", n.name, cal)
+	return cal, nil
+}
+
+// joinVM configures the registry mirror and the control plane's name in
+// the VM and runs kubeadm join, with a deadline scaled by the VM's slowdown.
+func (p *Provider) joinVM(ctx context.Context, n *vmNode, cp cluster.Node, join []string, certs string, cal Calibration, mark func(node, event string)) error {
 	// The control plane's name is what kubeadm's cluster-info points at.
 	setup := fmt.Sprintf("set -e\necho '%s %s' >>/etc/hosts\n", cp.InternalIP, cp.Name)
 	setup += certs
 	if _, _, err := n.agent.Exec(ctx, setup, "bash", "-s"); err != nil {
-		return 0, fmt.Errorf("VM %s: setup: %w", n.name, err)
+		return fmt.Errorf("VM %s: setup: %w", n.name, err)
 	}
 	argv := append(append([]string{}, join...), "--node-name", n.name)
 	jctx, cancel := context.WithTimeout(ctx, time.Duration(float64(3*time.Minute)*max(1, cal.Factor()/8)))
@@ -238,11 +255,11 @@ func (p *Provider) joinVM(ctx context.Context, n *vmNode, cp cluster.Node, join 
 	t0 := time.Now()
 	stdout, stderr, err := n.agent.Exec(jctx, "", argv...)
 	if err != nil {
-		return 0, fmt.Errorf("VM %s: kubeadm join: %w\n%s", n.name, err, images.LastLines(stdout+stderr, 15))
+		return fmt.Errorf("VM %s: kubeadm join: %w\n%s", n.name, err, images.LastLines(stdout+stderr, 15))
 	}
 	mark(n.name, "joined")
 	p.log.Infof("VM %s joined in %s (%s after VM start)", n.name, time.Since(t0).Round(100*time.Millisecond), time.Since(n.vm.Started).Round(100*time.Millisecond))
-	return cal.Factor(), nil
+	return nil
 }
 
 // waitAgent waits for the VM's agent, failing early when QEMU exits.
