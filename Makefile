@@ -7,6 +7,9 @@ LDFLAGS := -X main.version=$(VERSION)
 OUT ?= _out
 SCENARIO ?= scenarios/offline-flannel.yaml
 GINKGO_FLAGS ?=
+# FILTER: cells make matrix runs, space-separated key=value (cnimatrix run --filter),
+# e.g. FILTER='arch=arm64 provider=kind'; empty runs every cell of SCENARIO.
+FILTER ?=
 
 .PHONY: help setup build test test-unit test-e2e test-short e2e images matrix lint gc clean
 
@@ -37,8 +40,8 @@ e2e: setup ## the main job: run the default scenario through the Ginkgo suite an
 images: setup build ## build every image the default scenario needs (cached by content)
 	bin/cnimatrix images build
 
-matrix: setup build ## run SCENARIO=... with the CLI and write the matrix to $(OUT)
-	bin/cnimatrix run $(SCENARIO) --out $(OUT)
+matrix: setup build ## run SCENARIO=... (cells picked by FILTER=...) with the CLI; matrix and artifacts to $(OUT)
+	bin/cnimatrix run $(SCENARIO) --out $(OUT) --artifacts $(OUT)/artifacts $(foreach f,$(FILTER),--filter '$(f)')
 
 lint: ## gofmt, go vet, staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }

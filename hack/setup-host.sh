@@ -6,11 +6,17 @@ set -euo pipefail
 log() { printf '[setup %s] %s\n' "$(date +%T)" "$*"; }
 
 # qemu-utils: per-VM qcow2 overlays (qemu-img); arch-test: mmdebstrap checks with it
-# that an arm64 minbase (maintainer scripts under qemu-user) can run; chromium: the
-# HTML report's test renders the page in a headless browser.
-PKGS=(docker.io jq mmdebstrap debootstrap qemu-user-static binfmt-support
+# that an arm64 minbase (maintainer scripts under qemu-user) can run;
+# debian-archive-keyring: on a non-Debian host (Ubuntu CI runners) apt has no
+# key for the Debian archive the node images are built from; chromium: the HTML
+# report's test renders the page in a headless browser.
+PKGS=(jq mmdebstrap debootstrap qemu-user-static binfmt-support debian-archive-keyring
       qemu-system-arm qemu-utils arch-test e2fsprogs iproute2 iptables ca-certificates git make curl
       chromium)
+# A Docker engine that already answers (GitHub-hosted runners ship docker-ce) is
+# used as it is: Debian's docker.io conflicts with docker-ce's containerd.io.
+engine_running=false
+if command -v docker >/dev/null && docker info >/dev/null 2>&1; then engine_running=true; else PKGS+=(docker.io); fi
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -37,7 +43,10 @@ if [ -n "$(/usr/local/libexec/cnimatrix/missing-caps)" ]; then
   log "capability bounding set lacks $(/usr/local/libexec/cnimatrix/missing-caps): docker uses runc-capfix"
   want_cfg='{"storage-driver":"overlay2","log-driver":"json-file","runtimes":{"runc-capfix":{"path":"/usr/local/bin/runc-capfix"}},"default-runtime":"runc-capfix"}'
 fi
-if [ "$(cat /etc/docker/daemon.json 2>/dev/null)" != "$want_cfg" ]; then
+if $engine_running && [ -z "$(/usr/local/libexec/cnimatrix/missing-caps)" ]; then
+  # Nothing to change: its configuration (e.g. a CI runner's cgroup parent) is kept.
+  log "docker engine already running with every capability: configuration left as it is"
+elif [ "$(cat /etc/docker/daemon.json 2>/dev/null)" != "$want_cfg" ]; then
   echo "$want_cfg" >/etc/docker/daemon.json
   if docker info >/dev/null 2>&1; then
     log "restarting dockerd for the new configuration"
