@@ -34,7 +34,7 @@ const Arch = "arm64"
 const DiskSize = "6G"
 
 // diskRecipe is bumped whenever BuildDisk changes what it produces.
-const diskRecipe = "qemu-disk/v3"
+const diskRecipe = "qemu-disk/v4"
 
 // diskPackages are the Debian packages of a node disk. minbase runs their
 // maintainer scripts (users, alternatives, systemd presets) under qemu-user,

@@ -245,6 +245,8 @@ func (p *Provider) joinVM(ctx context.Context, n *vmNode, cp cluster.Node, join 
 	// The control plane's name is what kubeadm's cluster-info points at.
 	setup := fmt.Sprintf("set -e\necho '%s %s' >>/etc/hosts\n", cp.InternalIP, cp.Name)
 	setup += certs
+	// The agent may answer before the rest of the boot is done.
+	setup += "systemctl start containerd.service\n"
 	if _, _, err := n.agent.Exec(ctx, setup, "bash", "-s"); err != nil {
 		return fmt.Errorf("VM %s: setup: %w", n.name, err)
 	}
@@ -342,7 +344,19 @@ var vmNameRe = regexp.MustCompile(`^(` + regexp.QuoteMeta(cluster.NamePrefix) + 
 // GC ends every VM and tap cnimatrix left behind (its clusters' kind nodes
 // are the kind provider's to delete).
 func GC(ctx context.Context, log *logx.Logger) error {
-	err := killStrays(ctx, func(name string) bool { return vmNameRe.MatchString(name) })
+	err := killStrays(ctx, func(name string) bool {
+		if vmNameRe.MatchString(name) {
+			log.Infof("stopping VM %s", name)
+			return true
+		}
+		return false
+	})
+	ifs, _ := net.Interfaces()
+	for _, i := range ifs {
+		if strings.HasPrefix(i.Name, tapBase) {
+			log.Infof("deleting tap %s", i.Name)
+		}
+	}
 	return errors.Join(err, deleteTaps(ctx, tapBase))
 }
 
