@@ -103,11 +103,10 @@ func Teardown(ctx context.Context, env *Env) error {
 }
 
 // waitPods waits until every named pod is Ready and returns how long each
-// took. The pods start together, so one poll over all of them waits as long
+// took since t0. The pods start together, so one poll over all of them waits as long
 // as the slowest; on timeout the error describes each pod that is not Ready,
 // with its Warning events.
-func waitPods(ctx context.Context, env *Env, names []string) (map[string]time.Duration, error) {
-	t0 := time.Now()
+func waitPods(ctx context.Context, env *Env, names []string, t0 time.Time) (map[string]time.Duration, error) {
 	readyAt := map[string]time.Duration{}
 	pods := map[string]*corev1.Pod{}
 	getErr := map[string]string{}

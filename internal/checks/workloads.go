@@ -60,6 +60,7 @@ func (c Workloads) Run(ctx context.Context, env *Env) Result {
 	primary := pickProbeNode(env.Nodes, nodes.Items)
 	probes := probePods(env, nodes.Items, primary)
 	ns := env.Namespace
+	t0 := time.Now()
 	if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, nginxDeployment(env, replicas), metav1.CreateOptions{}); err != nil {
 		return fail(nil, "create deployment %s/%s: %v", ns, nginxName, err)
 	}
@@ -75,15 +76,26 @@ func (c Workloads) Run(ctx context.Context, env *Env) Result {
 	}
 	env.Log.Debugf("nginx x%d, service, probe pods %s (primary on %s) in %s", replicas, strings.Join(probeNames, " "), primary, ns)
 
-	t0 := time.Now()
+	// The probes are waited for alongside nginx, so that each one's ready
+	// time is its own and not nginx's.
+	type probesReady struct {
+		at  map[string]time.Duration
+		err error
+	}
+	probesDone := make(chan probesReady, 1)
+	go func() {
+		at, err := waitPods(ctx, env, probeNames, t0)
+		probesDone <- probesReady{at, err}
+	}()
 	var errs []string
 	if err := install.WaitWorkloads(ctx, env.Client, []install.Workload{{Kind: "Deployment", Namespace: ns, Name: nginxName}}, env.Log); err != nil {
 		errs = append(errs, err.Error())
 	}
 	nginxReady := time.Since(t0)
-	readyAt, perr := waitPods(ctx, env, probeNames)
-	if perr != nil {
-		errs = append(errs, perr.Error())
+	pr := <-probesDone
+	readyAt := pr.at
+	if pr.err != nil {
+		errs = append(errs, pr.err.Error())
 	}
 	var endpoints int
 	var epErr error
