@@ -89,6 +89,7 @@ type Dependent interface {
 var (
 	_ Dependent = CoreDNSReady{}
 	_ Dependent = Workloads{}
+	_ Dependent = NodeArch{}
 	_ Dependent = PodToPodAcrossNodes{}
 	_ Dependent = PodToClusterIP{}
 	_ Dependent = PodToServiceDNS{}
@@ -101,6 +102,7 @@ const (
 	NameCNIPodsReady        = "CNIPodsReady"
 	NameCoreDNSReady        = "CoreDNSReady"
 	NameWorkloads           = "Workloads"
+	NameNodeArch            = "NodeArch"
 	NamePodToPodAcrossNodes = "PodToPodAcrossNodes"
 	NamePodToClusterIP      = "PodToClusterIP"
 	NamePodToServiceDNS     = "PodToServiceDNS"
@@ -117,6 +119,7 @@ func Default() []Check {
 		CNIPodsReady{},
 		CoreDNSReady{},
 		Workloads{},
+		NodeArch{},
 		PodToPodAcrossNodes{},
 		PodToClusterIP{},
 		PodToServiceDNS{},

@@ -106,7 +106,7 @@ func TestDefaultOrderAndDeps(t *testing.T) {
 	for _, c := range Default() {
 		names = append(names, c.Name())
 	}
-	want := "NodesReady CNIPodsReady CoreDNSReady Workloads PodToPodAcrossNodes PodToClusterIP PodToServiceDNS HostToNodePort"
+	want := "NodesReady CNIPodsReady CoreDNSReady Workloads NodeArch PodToPodAcrossNodes PodToClusterIP PodToServiceDNS HostToNodePort"
 	if strings.Join(names, " ") != want {
 		t.Fatalf("Default() = %s", strings.Join(names, " "))
 	}
@@ -277,9 +277,10 @@ func TestWorkloadObjects(t *testing.T) {
 	if s.Spec.Type != corev1.ServiceTypeNodePort || s.Spec.Ports[0].Port != 80 || s.Spec.Ports[0].TargetPort.IntValue() != 8080 {
 		t.Errorf("service %+v", s.Spec)
 	}
-	p := probePod(env, "w2")
-	if p.Spec.NodeName != "w2" || strings.Join(p.Spec.Containers[0].Command, " ") != "sleep infinity" || p.Spec.Containers[0].Image != env.ProbeImage {
-		t.Errorf("probe %+v", p.Spec)
+	p := probePod(env, "probe-w2", "w2", probePrimary)
+	if p.Spec.NodeName != "w2" || strings.Join(p.Spec.Containers[0].Command, " ") != "sleep infinity" || p.Spec.Containers[0].Image != env.ProbeImage ||
+		p.Labels[appLabel] != probeApp || p.Labels[probeRoleLabel] != probePrimary {
+		t.Errorf("probe %+v", p)
 	}
 
 	prov := []cluster.Node{{Name: "c-control-plane", Role: cluster.ControlPlane}, {Name: "c-worker2", Role: cluster.Worker}, {Name: "c-worker", Role: cluster.Worker}}

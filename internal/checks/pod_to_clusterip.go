@@ -6,11 +6,11 @@ import (
 	"strings"
 )
 
-// PodToClusterIP fetches the nginx Service's ClusterIP from the probe pod
-// until every nginx pod has answered through it (see runSweep), so a backend
-// on a node the pod network cannot reach fails the check instead of being
-// hidden behind the reachable ones. A wrong targetPort shows here as refused
-// connections.
+// PodToClusterIP fetches the nginx Service's ClusterIP from the primary
+// probe pod until every nginx pod has answered through it (see runSweep), so
+// a backend on a node the pod network cannot reach fails the check instead
+// of being hidden behind the reachable ones. A wrong targetPort shows here as
+// refused connections.
 type PodToClusterIP struct{}
 
 func (PodToClusterIP) Name() string { return NamePodToClusterIP }

@@ -11,9 +11,9 @@ import (
 // clusterDomain is kubeadm's default, which every provider here keeps.
 const clusterDomain = "cluster.local"
 
-// PodToServiceDNS resolves the nginx Service's name from the probe pod with
-// dig (through the pod's resolv.conf, i.e. CoreDNS over the pod network),
-// expects the ClusterIP, then fetches the page by name.
+// PodToServiceDNS resolves the nginx Service's name from the primary probe
+// pod with dig (through the pod's resolv.conf, i.e. CoreDNS over the pod
+// network), expects the ClusterIP, then fetches the page by name.
 type PodToServiceDNS struct{}
 
 func (PodToServiceDNS) Name() string { return NamePodToServiceDNS }

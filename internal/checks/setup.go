@@ -3,6 +3,7 @@ package checks
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -101,28 +102,49 @@ func Teardown(ctx context.Context, env *Env) error {
 	return nil
 }
 
-// waitPod waits until the named pod is Ready; on timeout the error describes
-// the pod's containers and Warning events.
-func waitPod(ctx context.Context, env *Env, name string) (*corev1.Pod, error) {
-	var pod *corev1.Pod
-	var state string
+// waitPods waits until every named pod is Ready and returns how long each
+// took since t0. The pods start together, so one poll over all of them waits as long
+// as the slowest; on timeout the error describes each pod that is not Ready,
+// with its Warning events.
+func waitPods(ctx context.Context, env *Env, names []string, t0 time.Time) (map[string]time.Duration, error) {
+	readyAt := map[string]time.Duration{}
+	pods := map[string]*corev1.Pod{}
+	getErr := map[string]string{}
 	err := poll(ctx, func(ctx context.Context) (bool, error) {
-		p, err := env.Client.CoreV1().Pods(env.Namespace).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			state = err.Error()
-			return false, nil
+		for _, name := range names {
+			if _, done := readyAt[name]; done {
+				continue
+			}
+			p, err := env.Client.CoreV1().Pods(env.Namespace).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				getErr[name] = err.Error()
+				continue
+			}
+			delete(getErr, name)
+			pods[name] = p
+			if install.PodReady(p) {
+				readyAt[name] = time.Since(t0)
+			}
 		}
-		pod = p
-		return install.PodReady(p), nil
+		return len(readyAt) == len(names), nil
 	})
 	if err == nil {
-		return pod, nil
-	}
-	if pod == nil {
-		return nil, fmt.Errorf("pod %s/%s: %s: %w", env.Namespace, name, state, err)
+		return readyAt, nil
 	}
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
 	events, _ := install.WarningEvents(ectx, env.Client, env.Namespace)
-	return pod, fmt.Errorf("%s (not ready: %w)", install.DescribePod(pod, events.For("Pod", pod.Name, string(pod.UID))), err)
+	var bad []string
+	for _, name := range names {
+		if _, done := readyAt[name]; done {
+			continue
+		}
+		p := pods[name]
+		if p == nil {
+			bad = append(bad, fmt.Sprintf("pod %s/%s: %s", env.Namespace, name, getErr[name]))
+			continue
+		}
+		bad = append(bad, install.DescribePod(p, events.For("Pod", p.Name, string(p.UID))).String())
+	}
+	return readyAt, fmt.Errorf("%s (not ready: %w)", strings.Join(bad, "; "), err)
 }

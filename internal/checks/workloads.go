@@ -20,16 +20,22 @@ import (
 // Names and labels of what Workloads creates in the test namespace.
 const (
 	nginxName = "nginx"
-	probeName = "probe"
+	probeName = "probe" // prefix: one probe pod per node, probe-<node>
 	appLabel  = "app.kubernetes.io/name"
 	nginxApp  = "cnimatrix-nginx"
 	probeApp  = "cnimatrix-probe"
+	// probeRoleLabel tells the primary probe (the source of the checks that
+	// probe from one pod) from the others, so later checks need not
+	// recompute pickProbeNode against a node list that may have changed.
+	probeRoleLabel = "cnimatrix.io/probe-role"
+	probePrimary   = "primary"
+	probePeer      = "peer"
 )
 
 // Workloads deploys what the connectivity checks probe: an nginx Deployment
 // with one pod on every node, a NodePort Service in front of it, and a probe
-// client pod pinned to one node. It passes when all of them are ready and the
-// Service has an endpoint per nginx pod.
+// client pod pinned to every node, one of them the primary. It passes when
+// all of them are ready and the Service has an endpoint per nginx pod.
 type Workloads struct{}
 
 func (Workloads) Name() string { return NameWorkloads }
@@ -51,28 +57,45 @@ func (c Workloads) Run(ctx context.Context, env *Env) Result {
 	if replicas == 0 {
 		return fail(nil, "no nodes")
 	}
-	probeNode := pickProbeNode(env.Nodes, nodes.Items)
+	primary := pickProbeNode(env.Nodes, nodes.Items)
+	probes := probePods(env, nodes.Items, primary)
 	ns := env.Namespace
+	t0 := time.Now()
 	if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, nginxDeployment(env, replicas), metav1.CreateOptions{}); err != nil {
 		return fail(nil, "create deployment %s/%s: %v", ns, nginxName, err)
 	}
 	if _, err := env.Client.CoreV1().Services(ns).Create(ctx, nginxService(env), metav1.CreateOptions{}); err != nil {
 		return fail(nil, "create service %s/%s: %v", ns, nginxName, err)
 	}
-	if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, probePod(env, probeNode), metav1.CreateOptions{}); err != nil {
-		return fail(nil, "create pod %s/%s: %v", ns, probeName, err)
+	probeNames := make([]string, 0, len(probes))
+	for _, p := range probes {
+		if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			return fail(nil, "create pod %s/%s: %v", ns, p.Name, err)
+		}
+		probeNames = append(probeNames, p.Name)
 	}
-	env.Log.Debugf("nginx x%d, service, probe pod on %s in %s", replicas, probeNode, ns)
+	env.Log.Debugf("nginx x%d, service, probe pods %s (primary on %s) in %s", replicas, strings.Join(probeNames, " "), primary, ns)
 
-	t0 := time.Now()
+	// The probes are waited for alongside nginx, so that each one's ready
+	// time is its own and not nginx's.
+	type probesReady struct {
+		at  map[string]time.Duration
+		err error
+	}
+	probesDone := make(chan probesReady, 1)
+	go func() {
+		at, err := waitPods(ctx, env, probeNames, t0)
+		probesDone <- probesReady{at, err}
+	}()
 	var errs []string
 	if err := install.WaitWorkloads(ctx, env.Client, []install.Workload{{Kind: "Deployment", Namespace: ns, Name: nginxName}}, env.Log); err != nil {
 		errs = append(errs, err.Error())
 	}
 	nginxReady := time.Since(t0)
-	probe, perr := waitPod(ctx, env, probeName)
-	if perr != nil {
-		errs = append(errs, perr.Error())
+	pr := <-probesDone
+	readyAt := pr.at
+	if pr.err != nil {
+		errs = append(errs, pr.err.Error())
 	}
 	var endpoints int
 	var epErr error
@@ -87,27 +110,32 @@ func (c Workloads) Run(ctx context.Context, env *Env) Result {
 	ectx, ecancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer ecancel()
 	var ev []Evidence
-	pods, err := env.Client.CoreV1().Pods(ns).List(ectx, metav1.ListOptions{LabelSelector: appLabel + "=" + nginxApp})
-	if err == nil {
-		events, _ := install.WarningEvents(ectx, env.Client, ns)
+	events, _ := install.WarningEvents(ectx, env.Client, ns)
+	podEvidence := func(p *corev1.Pod, role string, latency time.Duration) Evidence {
+		e := Evidence{Check: c.Name(), Source: "api", Target: podRef(p), OK: install.PodReady(p)}
+		if e.OK {
+			e.Detail, e.Latency = "Ready"+role, latency
+		} else {
+			e.Detail = install.DescribePod(p, events.For("Pod", p.Name, string(p.UID))).String()
+		}
+		return e
+	}
+	if pods, err := env.Client.CoreV1().Pods(ns).List(ectx, metav1.ListOptions{LabelSelector: appLabel + "=" + nginxApp}); err == nil {
+		sortPods(pods.Items)
+		for i := range pods.Items {
+			ev = append(ev, podEvidence(&pods.Items[i], "", nginxReady))
+		}
+	}
+	if pods, err := env.Client.CoreV1().Pods(ns).List(ectx, metav1.ListOptions{LabelSelector: appLabel + "=" + probeApp}); err == nil {
 		sortPods(pods.Items)
 		for i := range pods.Items {
 			p := &pods.Items[i]
-			e := Evidence{Check: c.Name(), Source: "api", Target: podRef(p), OK: install.PodReady(p)}
-			if e.OK {
-				e.Detail, e.Latency = "Ready", nginxReady
-			} else {
-				e.Detail = install.DescribePod(p, events.For("Pod", p.Name, string(p.UID))).String()
+			role := ", probe client"
+			if p.Labels[probeRoleLabel] == probePrimary {
+				role = ", primary probe client"
 			}
-			ev = append(ev, e)
+			ev = append(ev, podEvidence(p, role, readyAt[p.Name]))
 		}
-	}
-	if probe != nil {
-		e := Evidence{Check: c.Name(), Source: "api", Target: podRef(probe), OK: perr == nil, Detail: "Ready, probe client"}
-		if perr != nil {
-			e.Detail = perr.Error()
-		}
-		ev = append(ev, e)
 	}
 	if svc, err := env.Client.CoreV1().Services(ns).Get(ectx, nginxName, metav1.GetOptions{}); err == nil && len(svc.Spec.Ports) > 0 {
 		sp := svc.Spec.Ports[0]
@@ -212,12 +240,41 @@ func nginxService(env *Env) *corev1.Service {
 	}
 }
 
-func probePod(env *Env, node string) *corev1.Pod {
+// probePods is one probe pod per API node, the one on primary labelled so.
+// The pods are named after their nodes, which makes evidence and artifacts
+// readable.
+func probePods(env *Env, nodes []corev1.Node, primary string) []*corev1.Pod {
+	names := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		names = append(names, n.Name)
+	}
+	sort.Strings(names)
+	out := make([]*corev1.Pod, 0, len(names))
+	for i, node := range names {
+		role := probePeer
+		if node == primary {
+			role = probePrimary
+		}
+		out = append(out, probePod(env, probePodName(node, i), node, role))
+	}
+	return out
+}
+
+// probePodName is probe-<node>, or probe-<i> for a node name too long to
+// make a pod name of (both are DNS subdomains of at most 253 characters).
+func probePodName(node string, i int) string {
+	if n := probeName + "-" + node; len(n) <= 253 {
+		return n
+	}
+	return fmt.Sprintf("%s-%d", probeName, i)
+}
+
+func probePod(env *Env, name, node, role string) *corev1.Pod {
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: probeName, Namespace: env.Namespace, Labels: map[string]string{appLabel: probeApp}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: env.Namespace, Labels: map[string]string{appLabel: probeApp, probeRoleLabel: role}},
 		Spec: corev1.PodSpec{
-			// Pinned rather than scheduled: the probe's node is a fixed point
-			// the cross-node targets are chosen against.
+			// Pinned rather than scheduled: each probe stands for its node,
+			// and the cross-node targets are chosen against it.
 			NodeName:                      node,
 			Tolerations:                   controlPlaneTolerations(),
 			AutomountServiceAccountToken:  ptr(false),
@@ -286,25 +343,35 @@ func sortPods(pods []corev1.Pod) {
 // deployed is what Workloads left in the namespace, read back from the API
 // so that each connectivity check stands alone.
 type deployed struct {
-	probe *corev1.Pod
-	nginx []corev1.Pod // ready ones, by node
-	svc   *corev1.Service
+	probe  *corev1.Pod  // the primary probe, ready
+	probes []corev1.Pod // every probe pod, ready or not, by node
+	nginx  []corev1.Pod // ready ones, by node
+	svc    *corev1.Service
 }
 
 func loadDeployed(ctx context.Context, env *Env) (*deployed, error) {
 	ns := env.Namespace
-	probe, err := env.Client.CoreV1().Pods(ns).Get(ctx, probeName, metav1.GetOptions{})
+	probes, err := listProbes(ctx, env)
 	if err != nil {
-		return nil, fmt.Errorf("probe pod %s/%s (did %s run?): %w", ns, probeName, NameWorkloads, err)
+		return nil, err
 	}
-	if !install.PodReady(probe) {
-		return nil, fmt.Errorf("probe pod %s/%s is not ready", ns, probeName)
+	d := &deployed{probes: probes}
+	for i := range d.probes {
+		if d.probes[i].Labels[probeRoleLabel] == probePrimary {
+			d.probe = &d.probes[i]
+			break
+		}
+	}
+	if d.probe == nil {
+		return nil, fmt.Errorf("no primary probe pod in %s (did %s run?)", ns, NameWorkloads)
+	}
+	if !install.PodReady(d.probe) {
+		return nil, fmt.Errorf("primary probe pod %s/%s is not ready", ns, d.probe.Name)
 	}
 	list, err := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: appLabel + "=" + nginxApp})
 	if err != nil {
 		return nil, fmt.Errorf("list nginx pods in %s: %w", ns, err)
 	}
-	d := &deployed{probe: probe}
 	for _, p := range list.Items {
 		if install.PodReady(&p) && p.Status.PodIP != "" && p.DeletionTimestamp == nil {
 			d.nginx = append(d.nginx, p)
@@ -324,7 +391,25 @@ func loadDeployed(ctx context.Context, env *Env) (*deployed, error) {
 	return d, nil
 }
 
-// source names the probe pod in evidence.
-func (d *deployed) source() string {
-	return fmt.Sprintf("pod %s@%s (%s)", d.probe.Name, d.probe.Spec.NodeName, d.probe.Status.PodIP)
+// source names the primary probe pod in evidence.
+func (d *deployed) source() string { return podRef(d.probe) }
+
+// listProbes is every probe pod Workloads created, by node.
+func listProbes(ctx context.Context, env *Env) ([]corev1.Pod, error) {
+	list, err := env.Client.CoreV1().Pods(env.Namespace).List(ctx, metav1.ListOptions{LabelSelector: appLabel + "=" + probeApp})
+	if err != nil {
+		return nil, fmt.Errorf("list probe pods in %s: %w", env.Namespace, err)
+	}
+	sortPods(list.Items)
+	return list.Items, nil
+}
+
+// probeOn is the probe pod pinned to node, or nil.
+func probeOn(probes []corev1.Pod, node string) *corev1.Pod {
+	for i := range probes {
+		if probes[i].Spec.NodeName == node && probes[i].DeletionTimestamp == nil {
+			return &probes[i]
+		}
+	}
+	return nil
 }
