@@ -56,6 +56,10 @@ func classify(p matrix.Phase, text string) string {
 		return KernelFeature
 	case p.Infra:
 		return Infra
+	case p.Name == "check:NodeArch":
+		// A node that is not the arch it was made as: the harness's own
+		// promise (an arm64 cell on arm64 nodes) is broken.
+		return ArchMismatch
 	case isProbeCheck(p.Name):
 		return Connectivity
 	case strings.Contains(t, "deadline exceeded") || strings.Contains(t, "timed out") || strings.Contains(t, "timeout"):

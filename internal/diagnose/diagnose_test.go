@@ -15,6 +15,7 @@ func TestRootCause(t *testing.T) {
 		{matrix.Phase{Name: "cni-ready", Outcome: matrix.Fail, Error: `terminated: exec /usr/bin/flanneld: exec format error`}, ExecFormat},
 		{matrix.Phase{Name: "cni-ready", Outcome: matrix.Fail, Error: `waiting CrashLoopBackOff: back-off restarting`}, CrashLoop},
 		{matrix.Phase{Name: "check:PodToClusterIP", Outcome: matrix.Fail, Error: `curl: (7) Failed to connect`}, Connectivity},
+		{matrix.Phase{Name: "check:NodeArch", Outcome: matrix.Fail, Error: `node w: expected arm64 (the provider's arch), got nodeInfo.architecture amd64, uname -m x86_64`}, ArchMismatch},
 		{matrix.Phase{Name: "check:HostToNodePort", Outcome: matrix.Fail, Error: `connection refused`}, Connectivity},
 		{matrix.Phase{Name: "cluster", Outcome: matrix.InfraError, Infra: true, Error: `kubeadm init failed`}, Infra},
 		{matrix.Phase{Name: "check:NodesReady", Outcome: matrix.Fail, Error: `context deadline exceeded`}, Timeout},
