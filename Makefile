@@ -25,7 +25,7 @@ build: ## build bin/cnimatrix
 test: setup test-unit test-e2e ## unit and integration tests, then the real offline e2e (clusters, CNI, checks, matrix)
 
 test-unit: ## every package's tests except the e2e suite (integration tests use Docker and build what e2e needs)
-	CNIMATRIX_SLOW=1 $(GO) test -count=1 -p 1 -timeout 90m $$($(GO) list ./... | grep -v /e2e)
+	CNIMATRIX_SLOW=1 CNIMATRIX_QEMU=1 $(GO) test -count=1 -p 1 -timeout 90m $$($(GO) list ./... | grep -v /e2e)
 
 test-e2e: ## the e2e suite: default scenario + negative self-tests, matrix asserted (needs Docker)
 	$(GO) test -count=1 -timeout 170m -v ./e2e/ -ginkgo.v $(GINKGO_FLAGS)

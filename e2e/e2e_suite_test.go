@@ -31,7 +31,8 @@ import (
 // all drive the suite the same way.
 //
 //	CNIMATRIX_SCENARIOS  comma-separated scenario files (default: the offline
-//	                     scenario plus the two negative self-test scenarios)
+//	                     scenario, its arm64 twin (a QEMU VM worker on amd64
+//	                     hosts) and the two negative self-test scenarios)
 //	CNIMATRIX_OUT        where matrix.json/.md/.xml go (default _out/e2e)
 //	CNIMATRIX_KEEP=1     keep clusters
 //	ARTIFACTS            artifacts root (default <out>/artifacts)
@@ -55,6 +56,7 @@ func TestE2E(t *testing.T) {
 	if paths == "" {
 		paths = strings.Join([]string{
 			filepath.Join(root, "scenarios/offline-flannel.yaml"),
+			filepath.Join(root, "scenarios/offline-flannel-arm64.yaml"),
 			filepath.Join(root, "e2e/testdata/negative-missing-image.yaml"),
 			filepath.Join(root, "e2e/testdata/negative-target-port.yaml"),
 		}, ",")
@@ -79,6 +81,7 @@ func TestE2E(t *testing.T) {
 		outDir = filepath.Join(root, "_out", "e2e")
 	}
 	volumesBefore := dockerList(t, "volume", "ls", "-q")
+	tapsBefore := taps(t)
 	RegisterFailHandler(Fail)
 	suiteCfg, reporterCfg := GinkgoConfiguration()
 	if suiteCfg.Timeout < 3*time.Hour {
@@ -89,6 +92,7 @@ func TestE2E(t *testing.T) {
 		assertMatrixFiles(t, ok)
 		if eng != nil && os.Getenv("CNIMATRIX_KEEP") == "" {
 			assertNothingLeft(t, eng.RunID(), volumesBefore)
+			assertNoVMLeft(t, eng.RunID(), tapsBefore)
 		}
 	}
 }
@@ -224,6 +228,9 @@ func assertMatrixFiles(t *testing.T, suiteOK bool) {
 			if r.Outcome == matrix.Fail {
 				assertArtifacts(t, r)
 			}
+			if r.Outcome == matrix.Pass {
+				assertArchProof(t, r)
+			}
 			if !strings.Contains(string(md), c.ID()) {
 				t.Errorf("matrix.md does not mention %s", c.ID())
 			}
@@ -279,4 +286,51 @@ func assertArtifacts(t *testing.T, r matrix.Result) {
 		}
 		return nil
 	})
+}
+
+// assertArchProof checks that a passing cell proved its nodes' arch: the
+// NodeArch check on every node and, for VM cells, the fidelity tier and
+// the provider's proof that x86-64 binaries do not run on the VM.
+func assertArchProof(t *testing.T, r matrix.Result) {
+	t.Helper()
+	var arch *matrix.Phase
+	for i := range r.Phases {
+		if r.Phases[i].Name == "check:NodeArch" {
+			arch = &r.Phases[i]
+		}
+	}
+	if arch == nil || arch.Outcome != matrix.Pass {
+		t.Errorf("cell %s passed without a passing check:NodeArch", r.ID)
+		return
+	}
+	uname := map[string]string{"amd64": "uname -m x86_64", "arm64": "uname -m aarch64"}[r.Arch]
+	found := false
+	for _, e := range arch.Evidence {
+		if e.OK && strings.Contains(e.Detail, "nodeInfo.architecture "+r.Arch) && strings.Contains(e.Detail, uname) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("cell %s: no NodeArch evidence of a %s node (%s): %+v", r.ID, r.Arch, uname, arch.Evidence)
+	}
+	if r.Provider != "qemu" {
+		if r.Fidelity != matrix.FidelityNative {
+			t.Errorf("cell %s: fidelity %q, want native", r.ID, r.Fidelity)
+		}
+		return
+	}
+	if scenario.HostArch() != r.Arch && r.Fidelity != matrix.FidelityVMEmulated {
+		t.Errorf("cell %s: fidelity %q, want %s", r.ID, r.Fidelity, matrix.FidelityVMEmulated)
+	}
+	proof := false
+	for _, p := range r.Phases {
+		for _, e := range p.Evidence {
+			if p.Name == "cluster" && strings.Contains(e.Detail, "uname -m aarch64") && strings.Contains(strings.ToLower(e.Detail), "exec format error") {
+				proof = true
+			}
+		}
+	}
+	if !proof {
+		t.Errorf("cell %s: the cluster phase has no proof that the VM refuses x86-64 binaries (exec format error)", r.ID)
+	}
 }

@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -34,6 +37,44 @@ func assertNothingLeft(t *testing.T, runID string, volumesBefore []string) {
 	for _, v := range dockerList(t, "volume", "ls", "-q") {
 		if !slices.Contains(volumesBefore, v) {
 			t.Errorf("volume %s appeared during the run and is left", v)
+		}
+	}
+}
+
+// taps lists the network devices cnimatrix's QEMU provider names (cmx...).
+func taps(t *testing.T) []string {
+	t.Helper()
+	ifs, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, i := range ifs {
+		if strings.HasPrefix(i.Name, "cmx") {
+			out = append(out, i.Name)
+		}
+	}
+	return out
+}
+
+// assertNoVMLeft fails when a QEMU process of this run or a tap device
+// that did not exist before the suite is still there.
+func assertNoVMLeft(t *testing.T, runID string, tapsBefore []string) {
+	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		cmd := strings.ReplaceAll(string(b), "\x00", " ")
+		if strings.Contains(cmd, "qemu-system") && strings.Contains(cmd, runID) {
+			t.Errorf("QEMU of this run is left: %s: %.200s", filepath.Dir(p), cmd)
+		}
+	}
+	for _, tap := range taps(t) {
+		if !slices.Contains(tapsBefore, tap) {
+			t.Errorf("tap %s appeared during the run and is left", tap)
 		}
 	}
 }

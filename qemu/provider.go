@@ -215,6 +215,13 @@ func (p *Provider) Create(ctx context.Context, spec cluster.Spec) (_ *cluster.Cl
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	for _, n := range vms {
+		note, err := provesArch(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		c.Notes = append(c.Notes, note)
+	}
 	c.Slowdown = slices.Max(slow)
 	for _, n := range vms {
 		c.Nodes = append(c.Nodes, cluster.Node{Name: n.name, Role: cluster.Worker, Arch: Arch, InternalIP: n.ip, Exec: n.agent})
@@ -262,6 +269,24 @@ func (p *Provider) joinVM(ctx context.Context, n *vmNode, cp cluster.Node, join 
 	mark(n.name, "joined")
 	p.log.Infof("VM %s joined in %s (%s after VM start)", n.name, time.Since(t0).Round(100*time.Millisecond), time.Since(n.vm.Started).Round(100*time.Millisecond))
 	return nil
+}
+
+// provesArch runs the disk's static x86-64 program in the VM: on a real
+// aarch64 kernel (no binfmt emulation inside the VM) exec must fail with
+// "exec format error", as on arm64 hardware. A VM that runs it would hide
+// exactly the failures cnimatrix hunts, so that is an error.
+func provesArch(ctx context.Context, n *vmNode) (string, error) {
+	uname, _, err := n.agent.Exec(ctx, "", "uname", "-m")
+	if err != nil {
+		return "", fmt.Errorf("VM %s: uname: %w", n.name, err)
+	}
+	stdout, stderr, err := n.agent.Exec(ctx, "", "bash", "-c", "/usr/local/bin/hello-amd64")
+	out := strings.TrimSpace(stdout + stderr)
+	var ee *ExitError
+	if !errors.As(err, &ee) || !strings.Contains(strings.ToLower(out), "exec format error") {
+		return "", fmt.Errorf("VM %s (uname -m %s) ran an x86-64 binary (%v: %q): it is not a truthful arm64 node", n.name, strings.TrimSpace(uname), err, out)
+	}
+	return fmt.Sprintf("node %s: uname -m %s; x86-64 static binary: exit %d, %q", n.name, strings.TrimSpace(uname), ee.Code, out), nil
 }
 
 // waitAgent waits for the VM's agent, failing early when QEMU exits.

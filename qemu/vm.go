@@ -96,8 +96,12 @@ func Boot(ctx context.Context, disk *Disk, opts VMOptions) (*VM, error) {
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("boot VM %s: %w", opts.Name, err)
 	}
+	var qmpDir string
 	fail := func(err error) (*VM, error) {
 		_ = os.RemoveAll(dir)
+		if qmpDir != "" {
+			_ = os.RemoveAll(qmpDir)
+		}
 		return nil, fmt.Errorf("boot VM %s: %w", opts.Name, err)
 	}
 	overlay := filepath.Join(dir, "overlay.qcow2")
@@ -111,7 +115,12 @@ func Boot(ctx context.Context, disk *Disk, opts VMOptions) (*VM, error) {
 	if err := os.WriteFile(opts.SerialLog, nil, 0o644); err != nil {
 		return fail(err)
 	}
-	qmp := filepath.Join(dir, "qmp.sock")
+	// A unix socket path must fit in 108 bytes, which a state dir under a
+	// deep work dir may not: the socket gets a short directory of its own.
+	if qmpDir, err = os.MkdirTemp("", "cmxqmp-"); err != nil {
+		return fail(err)
+	}
+	qmp := filepath.Join(qmpDir, "qmp.sock")
 	args := []string{"-name", opts.Name, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"}
 	args = append(args, accelArgs()...)
 	args = append(args,
@@ -230,11 +239,16 @@ func (vm *VM) Stop(ctx context.Context) error {
 	return vm.stopErr
 }
 
+func (vm *VM) removeState() {
+	_ = os.RemoveAll(vm.dir)
+	_ = os.RemoveAll(filepath.Dir(vm.qmp))
+}
+
 // Kill ends QEMU at once (for VMs that are thrown away) and removes the
 // state directory. Calling Stop or Kill again returns the first result.
 func (vm *VM) Kill(ctx context.Context) error {
 	vm.stopOnce.Do(func() {
-		defer os.RemoveAll(vm.dir)
+		defer vm.removeState()
 		if vm.Exited() {
 			return
 		}
@@ -249,7 +263,7 @@ func (vm *VM) Kill(ctx context.Context) error {
 }
 
 func (vm *VM) stop(ctx context.Context) error {
-	defer os.RemoveAll(vm.dir)
+	defer vm.removeState()
 	wait := func(d time.Duration) bool {
 		t := time.NewTimer(d)
 		defer t.Stop()

@@ -86,6 +86,9 @@ type Cluster struct {
 	// Slowdown is then their measured CPU slowdown against the host.
 	Emulated bool
 	Slowdown float64
+	// Notes are facts the provider established, worth recording (e.g.
+	// that an x86-64 binary does not run on an arm64 VM).
+	Notes []string
 	// Marks are provider milestones (VM started, agent answered, joined).
 	Marks []Mark
 	// Logs are files the provider keeps per node (e.g. a VM's serial

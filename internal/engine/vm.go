@@ -32,6 +32,9 @@ func clusterEvidence(cl *cluster.Cluster) []matrix.Evidence {
 		ev = append(ev, matrix.Evidence{Check: "cluster", Source: cl.Provider, Target: cl.Name, OK: true,
 			Detail: fmt.Sprintf("emulated nodes: CPU slowdown %.1fx against the host (calibration)", cl.Slowdown)})
 	}
+	for _, note := range cl.Notes {
+		ev = append(ev, matrix.Evidence{Check: "cluster", Source: cl.Provider, Target: cl.Name, OK: true, Detail: note})
+	}
 	start := map[string]time.Time{}
 	for _, m := range cl.Marks {
 		if _, ok := start[m.Node]; !ok {
