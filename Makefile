@@ -11,7 +11,7 @@ GINKGO_FLAGS ?=
 # e.g. FILTER='arch=arm64 provider=kind'; empty runs every cell of SCENARIO.
 FILTER ?=
 
-.PHONY: help setup build test test-unit test-e2e test-short e2e images matrix lint gc clean
+.PHONY: help setup build bench test test-unit test-e2e test-short e2e images matrix lint gc clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,10 @@ lint: ## gofmt, go vet, staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+bench: setup build ## one mixed-arch cell (kind amd64 control plane + arm64 QEMU VM worker) by the harness and by hand; per-phase times and their ratio
+	$(GO) build -o bin/kind sigs.k8s.io/kind
+	bash hack/bench.sh
 
 gc: build ## delete clusters and networks that earlier runs left behind
 	bin/cnimatrix gc

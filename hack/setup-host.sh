@@ -12,7 +12,7 @@ log() { printf '[setup %s] %s\n' "$(date +%T)" "$*"; }
 # report's test renders the page in a headless browser.
 PKGS=(jq mmdebstrap debootstrap qemu-user-static binfmt-support debian-archive-keyring
       qemu-system-arm qemu-utils arch-test e2fsprogs iproute2 iptables ca-certificates git make curl
-      chromium)
+      chromium bc)
 # A Docker engine that already answers (GitHub-hosted runners ship docker-ce) is
 # used as it is: Debian's docker.io conflicts with docker-ce's containerd.io.
 engine_running=false

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,6 +23,7 @@ func newImagesCmd(g *globalFlags) *cobra.Command {
 	}
 	var k8s, arches []string
 	var cni string
+	var withQEMU bool
 	build := &cobra.Command{
 		Use:   "build",
 		Short: "Build Kubernetes, the kind node image, workload and offline CNI images",
@@ -29,6 +33,9 @@ func newImagesCmd(g *globalFlags) *cobra.Command {
     control-plane images preloaded under the tags kubeadm lists)
   - nginx and probe workload images, multi-arch (amd64 + arm64)
   - the offline CNI (flannel) image, multi-arch
+  - with --qemu: the arm64 node disk of QEMU VM workers (Debian arm64, kernel,
+    initramfs, containerd, kubeadm/kubelet, the images above preloaded); its
+    kernel, initrd and disk paths are printed
 Everything is cached by content; a second run with nothing changed takes seconds.`,
 		Example: `  cnimatrix images build
   cnimatrix images build --kubernetes v1.36.3 --arch amd64,arm64`,
@@ -64,6 +71,9 @@ Everything is cached by content; a second run with nothing changed takes seconds
 					return err
 				}
 				log.Infof("node image %s", ref)
+				if withQEMU {
+					fmt.Fprintf(cmd.OutOrStdout(), "NODE_IMAGE=%s\n", ref)
+				}
 			}
 			if _, err := cache.WorkloadImages(ctx, arches); err != nil {
 				return err
@@ -73,6 +83,16 @@ Everything is cached by content; a second run with nothing changed takes seconds
 					return err
 				}
 			}
+			if withQEMU {
+				for _, v := range k8s {
+					d, err := engine.Disk(ctx, cache, v, cni)
+					if err != nil {
+						return err
+					}
+					log.Infof("qemu arm64 disk %s: kernel %s initrd %s image %s", v, d.Kernel, d.Initrd, d.Image)
+					fmt.Fprintf(cmd.OutOrStdout(), "QEMU_KERNEL=%s\nQEMU_INITRD=%s\nQEMU_DISK=%s\n", d.Kernel, d.Initrd, d.Image)
+				}
+			}
 			log.Infof("images ready in %s (workloads: %s, %s)", time.Since(t0).Truncate(100*time.Millisecond), engine.NginxImage, engine.ProbeImage)
 			return nil
 		},
@@ -80,7 +100,8 @@ Everything is cached by content; a second run with nothing changed takes seconds
 	build.Flags().StringSliceVar(&k8s, "kubernetes", nil, "Kubernetes versions (default: the catalog's default)")
 	build.Flags().StringSliceVar(&arches, "arch", []string{"amd64", "arm64"}, "architectures of the multi-arch images")
 	build.Flags().StringVar(&cni, "cni", "flannel", "offline CNI whose images to build (flannel, or none)")
-	cmd.AddCommand(build)
+	build.Flags().BoolVar(&withQEMU, "qemu", false, "also build the arm64 QEMU node disk, and print NODE_IMAGE, QEMU_KERNEL, QEMU_INITRD, QEMU_DISK lines on stdout")
+	cmd.AddCommand(build, newImagesServeCmd(g))
 	return cmd
 }
 
@@ -89,4 +110,48 @@ func cacheDir(g *globalFlags) string {
 		return g.cacheDir
 	}
 	return images.DefaultCacheDir()
+}
+
+func newImagesServeCmd(g *globalFlags) *cobra.Command {
+	var listen, cni string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the harness's images from a local registry until interrupted",
+		Long: `Serve starts the registry that runs use as their mirror for docker.io, quay.io,
+registry.k8s.io and ghcr.io (images of upstream U under the path prefix U/), with the
+workload images and the offline CNI's images pushed, and serves until interrupted.
+For clusters made by hand (hack/bench-by-hand.sh) and for debugging a kept cluster.`,
+		Example: `  cnimatrix images serve --listen 172.18.0.1:5000`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			log := logx.Stderr(g.verbose)
+			cache, err := images.NewCache(cacheDir(g), log)
+			if err != nil {
+				return err
+			}
+			want, err := engine.HarnessImages(ctx, cache, cni)
+			if err != nil {
+				return err
+			}
+			reg, err := images.StartRegistry(ctx, listen, log)
+			if err != nil {
+				return err
+			}
+			defer reg.Close()
+			for ref, idx := range want {
+				if err := reg.Push(ctx, ref, idx); err != nil {
+					return fmt.Errorf("push %s: %w", ref, err)
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "REGISTRY=%s\n", reg.Addr())
+			log.Infof("serving %d images at %s; interrupt to stop", len(want), reg.Addr())
+			<-ctx.Done()
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "address to listen on (host:port; port 0 picks one)")
+	cmd.Flags().StringVar(&cni, "cni", "flannel", "offline CNI whose images to serve (flannel, or none)")
+	return cmd
 }

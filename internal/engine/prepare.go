@@ -62,8 +62,14 @@ func (e *Engine) PushImages(ctx context.Context, cni string) error {
 // entries, and the cached store keeps one content per reference whatever
 // the cell's arch.
 func (e *Engine) harnessImages(ctx context.Context, cni string) (map[string]v1.ImageIndex, error) {
+	return HarnessImages(ctx, e.cache, cni)
+}
+
+// HarnessImages builds (or finds cached) the images cnimatrix itself
+// provides for a scenario whose CNI is cni, by reference.
+func HarnessImages(ctx context.Context, cache *images.Cache, cni string) (map[string]v1.ImageIndex, error) {
 	want := map[string]v1.ImageIndex{}
-	workloads, err := e.cache.WorkloadImages(ctx, ImageArches)
+	workloads, err := cache.WorkloadImages(ctx, ImageArches)
 	if err != nil {
 		return nil, fmt.Errorf("workload images: %w", err)
 	}
@@ -71,7 +77,7 @@ func (e *Engine) harnessImages(ctx context.Context, cni string) (map[string]v1.I
 		want[ref] = idx
 	}
 	if cni == "flannel" {
-		idx, err := e.cache.FlannelIndex(ctx, ImageArches)
+		idx, err := cache.FlannelIndex(ctx, ImageArches)
 		if err != nil {
 			return nil, err
 		}
@@ -84,11 +90,16 @@ func (e *Engine) harnessImages(ctx context.Context, cni string) (map[string]v1.I
 // version, with the harness's images preloaded: pulling and unpacking
 // them under TCG costs each VM minutes.
 func (e *Engine) Disk(ctx context.Context, k8sVersion, cni string) (*qemu.Disk, error) {
-	pre, err := e.harnessImages(ctx, cni)
+	return Disk(ctx, e.cache, k8sVersion, cni)
+}
+
+// Disk is Engine.Disk without an engine (for `cnimatrix images build`).
+func Disk(ctx context.Context, cache *images.Cache, k8sVersion, cni string) (*qemu.Disk, error) {
+	pre, err := HarnessImages(ctx, cache, cni)
 	if err != nil {
 		return nil, err
 	}
-	return qemu.BuildDisk(ctx, e.cache, k8sVersion, qemu.DiskOptions{Preload: pre})
+	return qemu.BuildDisk(ctx, cache, k8sVersion, qemu.DiskOptions{Preload: pre})
 }
 
 func (e *Engine) pushImages(ctx context.Context, cni string) error {
