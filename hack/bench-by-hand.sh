@@ -115,7 +115,7 @@ say "control plane $CP ($CPIP) up"
 
 agent() { # agent STDIN ARGV...: run ARGV in the VM, print stdout+stderr, fail on non-zero exit
 	local stdin=$1; shift
-	local req; req=$(jq -cn --arg in "$stdin" '{argv: $ARGS.positional, stdin: $in}' --args "$@")
+	local req; req=$(printf '%s\n' "$@" | jq -R . | jq -cs --arg in "$stdin" '{argv: ., stdin: $in}')
 	local out; out=$(curl -sf -H "Authorization: Bearer $TOKEN" -d "$req" "http://$VMIP:10299/exec")
 	jq -r '.stdout + .stderr' <<<"$out"
 	[ "$(jq .exitCode <<<"$out")" = 0 ]
