@@ -47,8 +47,10 @@ docker network create --label io.cnimatrix.run=true "$NET" >/dev/null
 read -r SUBNET GW < <(docker network inspect "$NET" | jq -r '.[0].IPAM.Config[0] | "\(.Subnet) \(.Gateway)"')
 BRIDGE=br-$(docker network inspect "$NET" -f '{{.Id}}' | cut -c1-12)
 PREFIX=${SUBNET#*/}
-# Top of the subnet, as the provider does (/16 networks here).
-VMIP=$(echo "$SUBNET" | awk -F'[./]' '{print $1"."$2".255.254"}')
+# The last usable address of the subnet, as the provider picks.
+IFS=./ read -r a b c d _ <<<"$SUBNET"
+n=$(( ((a << 24) | (b << 16) | (c << 8) | d) | ((1 << (32 - PREFIX)) - 2) ))
+VMIP=$(( n >> 24 & 255 )).$(( n >> 16 & 255 )).$(( n >> 8 & 255 )).$(( n & 255 ))
 
 "$CNIMATRIX" images serve --listen "$GW:0" >"$WORK/serve.out" 2>"$WORK/serve.log" &
 REG_PID=$!
@@ -111,6 +113,8 @@ KIND_EXPERIMENTAL_DOCKER_NETWORK=$NET "$KIND" create cluster --name "$NAME" --co
 CP=$NAME-control-plane
 CPIP=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$CP")
 kc() { docker exec -i "$CP" kubectl --kubeconfig /etc/kubernetes/admin.conf "$@"; }
+# Without stdin: inside `while read` loops kc would eat the loop's input.
+kx() { docker exec "$CP" kubectl --kubeconfig /etc/kubernetes/admin.conf "$@"; }
 say "control plane $CP ($CPIP) up"
 
 agent() { # agent STDIN ARGV...: run ARGV in the VM, print stdout+stderr, fail on non-zero exit
@@ -120,8 +124,10 @@ agent() { # agent STDIN ARGV...: run ARGV in the VM, print stdout+stderr, fail o
 	jq -r '.stdout + .stderr' <<<"$out"
 	[ "$(jq .exitCode <<<"$out")" = 0 ]
 }
+deadline=$(( $(date +%s) + 300 ))
 until curl -sf -m2 -H "Authorization: Bearer $TOKEN" "http://$VMIP:10299/healthz" >/dev/null; do
 	kill -0 "$QEMU_PID"
+	[ "$(date +%s)" -lt "$deadline" ] || { echo "VM agent at $VMIP not answering after 5 min" >&2; tail -20 "$WORK/serial.log" >&2; exit 1; }
 	sleep 0.5
 done
 mark vm-up "$TVM"
@@ -190,18 +196,18 @@ EOF
 kc -n hand rollout status ds/nginx --timeout=20m >/dev/null
 kc -n hand rollout status ds/probe --timeout=20m >/dev/null
 mark workloads "$TCHK"
-pods() { kc -n hand get pods -l "app=$1" -o jsonpath='{range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP}{"\n"}{end}'; }
+pods() { kx -n hand get pods -l "app=$1" -o jsonpath='{range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP}{"\n"}{end}'; }
 while read -r probe pnode _; do
-	[ "$(kc -n hand exec "$probe" -- uname -m)" = "$(kc get node "$pnode" -o jsonpath='{.status.nodeInfo.architecture}' | sed 's/arm64/aarch64/;s/amd64/x86_64/')" ]
+	[ "$(kx -n hand exec "$probe" -- uname -m)" = "$(kx get node "$pnode" -o jsonpath='{.status.nodeInfo.architecture}' | sed 's/arm64/aarch64/;s/amd64/x86_64/')" ]
 	while read -r nginx nnode nip; do
 		[ "$nnode" = "$pnode" ] && continue
-		kc -n hand exec "$probe" -- curl -sf -m10 "http://$nip/" | grep -q "$nginx"
+		kx -n hand exec "$probe" -- curl -sf -m10 "http://$nip/" | grep -q "$nginx"
 		say "$probe@$pnode -> $nginx@$nnode: ok"
 	done < <(pods nginx)
-	kc -n hand exec "$probe" -- curl -sf -m10 http://nginx.hand.svc.cluster.local/ >/dev/null
-	kc -n hand exec "$probe" -- dig +short nginx.hand.svc.cluster.local | grep -q .
+	kx -n hand exec "$probe" -- curl -sf -m10 http://nginx.hand.svc.cluster.local/ >/dev/null
+	kx -n hand exec "$probe" -- dig +short nginx.hand.svc.cluster.local | grep -q .
 done < <(pods probe)
-PORT=$(kc -n hand get svc nginx -o jsonpath='{.spec.ports[0].nodePort}')
+PORT=$(kx -n hand get svc nginx -o jsonpath='{.spec.ports[0].nodePort}')
 for ip in "$CPIP" "$VMIP"; do curl -sf -m10 "http://$ip:$PORT/" >/dev/null; done
 mark checks "$TCHK"
 mark total
