@@ -35,11 +35,15 @@ import (
 //	                     hosts) and the two negative self-test scenarios)
 //	CNIMATRIX_OUT        where matrix.json/.md/.xml go (default _out/e2e)
 //	CNIMATRIX_KEEP=1     keep clusters
+//	CNIMATRIX_PREFLIGHT  warn (default), strict or off: what a cell does with
+//	                     the audit of its images for its arch (cnimatrix run
+//	                     --preflight)
 //	ARTIFACTS            artifacts root (default <out>/artifacts)
 var (
 	scenarios []*scenario.Scenario
 	outDir    string
 	eng       *engine.Engine
+	preflight engine.Preflight
 )
 
 const resultEntry = "cnimatrix-result"
@@ -51,6 +55,9 @@ func TestE2E(t *testing.T) {
 	root, err := images.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if preflight, err = engine.ParsePreflight(os.Getenv("CNIMATRIX_PREFLIGHT")); err != nil {
+		t.Fatalf("CNIMATRIX_PREFLIGHT: %v", err)
 	}
 	paths := os.Getenv("CNIMATRIX_SCENARIOS")
 	if paths == "" {
@@ -105,6 +112,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		Keep:         os.Getenv("CNIMATRIX_KEEP") != "",
 		WorkDir:      filepath.Join(outDir, "clusters"),
 		ArtifactsDir: artifactsDir(),
+		Preflight:    preflight,
 	})
 	Expect(err).NotTo(HaveOccurred(), "start the engine (Docker engine, network, registry)")
 	DeferCleanup(func(ctx SpecContext) {
@@ -132,7 +140,7 @@ var _ = Describe("cnimatrix", func() {
 				Expect(err).NotTo(HaveOccurred())
 				AddReportEntry(resultEntry, string(b), ReportEntryVisibilityNever)
 				GinkgoWriter.Printf("%s: %s %s %s\n", cell.ID(), res.Outcome, res.RootCause, res.Reason)
-				Expect(engine.CheckExpectation(s.Expect, res)).To(Succeed())
+				Expect(engine.CheckExpectation(s.ExpectFor(cell), res)).To(Succeed())
 			}, SpecTimeout(40*time.Minute))
 		}
 	}
@@ -215,7 +223,7 @@ func assertMatrixFiles(t *testing.T, suiteOK bool) {
 			if r.Outcome == matrix.Skipped && strings.HasPrefix(r.Reason, "not selected") {
 				continue
 			}
-			if err := engine.CheckExpectation(s.Expect, r); err != nil {
+			if err := engine.CheckExpectation(s.ExpectFor(r.Cell), r); err != nil {
 				t.Errorf("matrix.json: %v", err)
 			}
 			if r.Outcome == matrix.Pass {
@@ -264,6 +272,14 @@ func assertArtifacts(t *testing.T, r matrix.Result) {
 	t.Helper()
 	if r.Artifacts == "" {
 		t.Errorf("failed cell %s has no artifacts folder", r.ID)
+		return
+	}
+	if r.ClusterName == "" {
+		// Failed before it had a cluster (a strict preflight): the audit is
+		// all there is to keep.
+		if _, err := os.Stat(filepath.Join(r.Artifacts, "preflight.json")); err != nil {
+			t.Errorf("artifacts of %s: %v", r.ID, err)
+		}
 		return
 	}
 	for _, f := range []string{"pods.yaml", "pods.txt", "events.txt", "services.yaml", "endpointslices.yaml", "nodes.yaml"} {

@@ -41,6 +41,7 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 		keep              bool
 		filters           []string
 		parallel          int
+		preflight         string
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO.yaml",
@@ -52,7 +53,15 @@ cluster, installs the CNI, runs the checks and deletes the cluster.
 It writes matrix.json (the source of truth), matrix.md, matrix.xml (JUnit,
 one testcase per phase) and matrix.html into --out, and for each cell that did not pass a
 folder of artifacts (pods, events, logs, node journals) into --artifacts
-($ARTIFACTS when set).`,
+($ARTIFACTS when set).
+
+Before creating a cell's cluster, the preflight audits every image of the
+cell's manifest for the cell's arch in the registry its nodes pull from (as
+'cnimatrix audit' does): --preflight=warn (default) records the findings as
+the phase "preflight" and runs the cell anyway, so the runtime's own outcome
+still shows; strict fails the cell in seconds, without a cluster, when an
+image has no variant for the arch, holds binaries of another machine, or
+cannot be audited; off skips it.`,
 		Example: `  cnimatrix run scenarios/offline-flannel.yaml
   cnimatrix run scenarios/offline-flannel.yaml --filter k8s=v1.37.2 --keep -v`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -77,12 +86,17 @@ folder of artifacts (pods, events, logs, node journals) into --artifacts
 			if parallel < 1 {
 				return badInput("--parallel must be at least 1")
 			}
+			pf, err := engine.ParsePreflight(preflight)
+			if err != nil {
+				return badInput("--%v", err)
+			}
 			log := logx.Stderr(g.verbose)
 			log.Infof("scenario %s: %d cells", s.Name, len(cells))
 			eng, err := engine.Start(ctx, engine.Options{
 				Log: log, CacheDir: g.cacheDir, Keep: keep,
 				ArtifactsDir: artifacts.Dir(artifactsDir),
 				WorkDir:      filepath.Join(out, "clusters"),
+				Preflight:    pf,
 			})
 			if err != nil {
 				var he *engine.HostError
@@ -129,7 +143,7 @@ folder of artifacts (pods, events, logs, node journals) into --artifacts
 			log.Infof("matrix: %s, %s, %s, %s", files.JSON, files.Markdown, files.JUnit, files.HTML)
 			var bad []error
 			for _, r := range m.Results {
-				if err := engine.CheckExpectation(s.Expect, r); err != nil {
+				if err := engine.CheckExpectation(s.ExpectFor(r.Cell), r); err != nil {
 					bad = append(bad, err)
 				}
 			}
@@ -144,5 +158,6 @@ folder of artifacts (pods, events, logs, node journals) into --artifacts
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep clusters after the run for debugging (prints how to reach them)")
 	cmd.Flags().StringArrayVar(&filters, "filter", nil, "run only matching cells: k8s=v1.37.2, arch=amd64, provider=kind, cni=flannel, <cni>=<version> (repeatable; all must match)")
 	cmd.Flags().IntVar(&parallel, "parallel", 1, "cells to run at once (each is a cluster: mind the cores)")
+	cmd.Flags().StringVar(&preflight, "preflight", string(engine.PreflightWarn), "audit each cell's images for its arch before creating its cluster: warn (record, run anyway), strict (fail the cell), off")
 	return cmd
 }

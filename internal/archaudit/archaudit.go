@@ -16,6 +16,8 @@
 //   - no-variant: the index has no linux/<arch> entry, or the image is a
 //     single-platform image of another arch. A node of <arch> cannot pull it
 //     (index) or pulls it and fails with "exec format error" (single image).
+//     The finding names the entrypoint binary of the image (or of the
+//     index's first Linux entry) and its machine.
 //     Upstream: calico 5963 (tag pushed without its manifest list), 5168;
 //     the same tag on two registries, multi-arch on one and amd64-only on the
 //     other (calico 4227, 4692), shows as ok for one reference and no-variant
@@ -401,7 +403,7 @@ func (a *auditor) check1(ctx context.Context, fetch name.Reference, progs []stri
 		if variant == nil {
 			base.Kind = NoVariant
 			base.Reason = fmt.Sprintf("index has no linux/%s entry (platforms: %s)", a.arch, orNone(platforms))
-			return sameForAll(progs, base)
+			return a.nameOtherEntrypoint(ctx, idx, progs, base)
 		}
 		img, subject = variant, "index entry "+claimed
 	case desc.MediaType.IsImage():
@@ -464,6 +466,52 @@ func (a *auditor) check1(ctx context.Context, fetch name.Reference, progs []stri
 		out[p] = f
 	}
 	return out
+}
+
+// nameOtherEntrypoint completes the findings on an index without the arch:
+// the entrypoint of its first Linux entry names the binary a person would
+// have to rebuild (as "file" on a copied-out binary did in the seed). Only
+// enough of that image is read to find its entrypoint.
+func (a *auditor) nameOtherEntrypoint(ctx context.Context, idx v1.ImageIndex, progs []string, base Finding) map[string]Finding {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return sameForAll(progs, base)
+	}
+	for _, d := range im.Manifests {
+		p := d.Platform
+		if !d.MediaType.IsImage() || p == nil || p.OS != "linux" || p.Architecture == "unknown" {
+			continue
+		}
+		plat := platformString(p.OS, p.Architecture, p.Variant)
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			return sameForAll(progs, base)
+		}
+		cfg, err := img.ConfigFile()
+		if err != nil {
+			return sameForAll(progs, base)
+		}
+		sc, err := scanImage(ctx, img, cfg, progs, a.want, a.opts.MaxExecutables, true)
+		if err != nil {
+			base.Reason += fmt.Sprintf("; the %s entry could not be read: %s", plat, describeErr(err))
+			return sameForAll(progs, base)
+		}
+		out := map[string]Finding{}
+		for _, prog := range progs {
+			f := base
+			if ep := sc.entrypoints[prog]; ep.binary != nil {
+				b := *ep.binary
+				f.Entrypoint = &b
+				f.Reason += fmt.Sprintf("; its %s entrypoint %s is %s", plat, b.route(), b.Machine)
+				if ep.foreign {
+					f.Offending = []Binary{b}
+				}
+			}
+			out[prog] = f
+		}
+		return out
+	}
+	return sameForAll(progs, base)
 }
 
 // judge turns what a scan saw into a kind and a reason.

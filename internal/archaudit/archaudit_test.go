@@ -299,7 +299,10 @@ func TestNoVariant(t *testing.T) {
 	// calico v3.1: a plain single-platform amd64 image.
 	reg.push(t, "quay.io/calico/cni:v3.1.0", calicoNode(t, "amd64", "amd64"))
 	rep := audit(t, refs("calico/cni:v3.20.5", "quay.io/calico/cni:v3.1.0"), "arm64", Options{Mirrors: reg.mirrors()})
-	wantKind(t, rep.Findings[0], NoVariant, "no linux/arm64", "linux/amd64")
+	wantKind(t, rep.Findings[0], NoVariant, "no linux/arm64", "linux/amd64", "its linux/amd64 entrypoint /usr/bin/calico-node is x86-64")
+	if f := rep.Findings[0]; f.Entrypoint == nil || len(f.Offending) != 1 || f.Offending[0].Path != "/usr/bin/calico-node" || f.Offending[0].Machine != "x86-64" {
+		t.Errorf("no-variant index: entrypoint %+v, offending %+v", f.Entrypoint, f.Offending)
+	}
 	wantKind(t, rep.Findings[1], NoVariant, "single-platform image for linux/amd64", "entrypoint /usr/bin/calico-node is x86-64")
 	if rep.OK() {
 		t.Error("report OK")

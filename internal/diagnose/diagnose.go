@@ -5,6 +5,7 @@ package diagnose
 import (
 	"strings"
 
+	"github.com/cnimatrix/cnimatrix/internal/archaudit"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
 )
 
@@ -21,8 +22,21 @@ const (
 	Infra         = "infrastructure"
 )
 
+// PreflightPhase is the phase in which the engine audits a cell's images
+// for its arch before creating a cluster. Its evidence has Check
+// PreflightPhase, the image as Target and a Detail that starts with the
+// finding's kind ("no-variant: ...", "mislabeled: ..."); it is not OK unless
+// the kind is ok.
+const PreflightPhase = "preflight"
+
 // RootCause classifies the first phase that did not pass. It returns "" for
 // a passing result.
+//
+// A failure whose text names an image that the preflight audit found
+// without a variant for the cell's arch (or holding binaries of another
+// machine, unless the runtime said exec format error itself) is an
+// arch-mismatch: whatever the runtime made of it (a refused pull, a pod
+// stuck pending), that is why.
 func RootCause(r matrix.Result) string {
 	for _, p := range r.Phases {
 		if p.Outcome == matrix.Pass || p.Outcome == matrix.Skipped {
@@ -34,9 +48,60 @@ func RootCause(r matrix.Result) string {
 				text += "\n" + e.Detail
 			}
 		}
-		return classify(p, text)
+		if p.Name == PreflightPhase {
+			return classifyPreflight(text)
+		}
+		c := classify(p, text)
+		if c == Infra {
+			return c
+		}
+		for _, f := range archFindings(r) {
+			if !strings.Contains(text, f.image) {
+				continue
+			}
+			if f.kind == archaudit.NoVariant || c != ExecFormat {
+				return ArchMismatch
+			}
+		}
+		return c
 	}
 	return ""
+}
+
+// classifyPreflight names the cause of a failed (strict) preflight: images
+// of another arch, or images the audit could not resolve where the nodes
+// pull them, which a node would fail to pull too.
+func classifyPreflight(text string) string {
+	if strings.Contains(text, string(archaudit.NoVariant)+":") || strings.Contains(text, string(archaudit.Mislabeled)+":") || strings.Contains(text, ArchMismatch) {
+		return ArchMismatch
+	}
+	return ImagePull
+}
+
+type archFinding struct {
+	image string
+	kind  archaudit.Kind
+}
+
+// archFindings are the preflight's no-variant and mislabeled findings.
+func archFindings(r matrix.Result) []archFinding {
+	var out []archFinding
+	for _, p := range r.Phases {
+		if p.Name != PreflightPhase {
+			continue
+		}
+		for _, e := range p.Evidence {
+			if e.OK || e.Check != PreflightPhase || e.Target == "" {
+				continue
+			}
+			for _, k := range []archaudit.Kind{archaudit.NoVariant, archaudit.Mislabeled} {
+				if strings.HasPrefix(e.Detail, string(k)+":") {
+					out = append(out, archFinding{image: e.Target, kind: k})
+				}
+			}
+		}
+	}
+	return out
 }
 
 func classify(p matrix.Phase, text string) string {

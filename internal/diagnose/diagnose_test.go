@@ -30,3 +30,55 @@ func TestRootCause(t *testing.T) {
 		t.Errorf("passing result has root cause %q", got)
 	}
 }
+
+func preflight(outcome matrix.Outcome, errText string, ev ...matrix.Evidence) matrix.Phase {
+	return matrix.Phase{Name: PreflightPhase, Outcome: outcome, Error: errText, Evidence: ev}
+}
+
+func finding(image, kind string) matrix.Evidence {
+	return matrix.Evidence{Check: PreflightPhase, Source: "linux/arm64", Target: image, OK: kind == "ok",
+		Detail: kind + ": DaemonSet kube-flannel/kube-flannel-ds init container flexvol-driver: ..."}
+}
+
+// The preflight's findings back (or decide) the root cause.
+func TestRootCauseWithPreflight(t *testing.T) {
+	const (
+		amd64Only  = "docker.io/cnimatrix/flexvol:amd64-only"
+		mislabeled = "docker.io/cnimatrix/flexvol:mislabeled"
+		flannel    = "docker.io/cnimatrix/flannel:v0.28.10"
+	)
+	ready := func(err string) matrix.Phase {
+		return matrix.Phase{Name: "cni-ready", Outcome: matrix.Fail, Error: err}
+	}
+	cases := []struct {
+		name   string
+		phases []matrix.Phase
+		want   string
+	}{
+		{"strict preflight, no variant",
+			[]matrix.Phase{preflight(matrix.Fail, "arch-mismatch: 1 of 2 images cannot run on linux/arm64", finding(flannel, "ok"), finding(amd64Only, "no-variant"))}, ArchMismatch},
+		{"strict preflight, mislabeled",
+			[]matrix.Phase{preflight(matrix.Fail, "arch-mismatch: ...", finding(mislabeled, "mislabeled"))}, ArchMismatch},
+		{"strict preflight, unresolvable image",
+			[]matrix.Phase{preflight(matrix.Fail, "1 of 1 images could not be audited", finding("docker.io/x/nope:v1", "error"))}, ImagePull},
+		{"pull refused for the platform, backed by the audit",
+			[]matrix.Phase{preflight(matrix.Pass, "", finding(amd64Only, "no-variant")), ready(`init container flexvol-driver (` + amd64Only + `) waiting ErrImagePull: no match for platform in manifest`)}, ArchMismatch},
+		{"single-platform image of another arch: exec format error, but no variant",
+			[]matrix.Phase{preflight(matrix.Pass, "", finding(amd64Only, "no-variant")), ready(`init container flexvol-driver (` + amd64Only + `) terminated Error (exit 1), logs: exec /usr/local/bin/flexvol: exec format error`)}, ArchMismatch},
+		{"mislabeled: the kernel's words stand",
+			[]matrix.Phase{preflight(matrix.Pass, "", finding(mislabeled, "mislabeled")), ready(`init container flexvol-driver (` + mislabeled + `) waiting CrashLoopBackOff, logs: exec /usr/local/bin/flexvol: exec format error`)}, ExecFormat},
+		{"mislabeled image stuck otherwise",
+			[]matrix.Phase{preflight(matrix.Pass, "", finding(mislabeled, "mislabeled")), ready(`init container flexvol-driver (` + mislabeled + `) waiting PodInitializing (gave up after 5m: context deadline exceeded)`)}, ArchMismatch},
+		{"a finding about another image does not decide",
+			[]matrix.Phase{preflight(matrix.Pass, "", finding(amd64Only, "no-variant")), ready(`container kube-flannel (` + flannel + `) waiting ImagePullBackOff: Back-off pulling image`)}, ImagePull},
+		{"ok and error findings do not decide",
+			[]matrix.Phase{preflight(matrix.Pass, "", finding(flannel, "ok"), finding("docker.io/x/nope:v1", "error")), ready(`container kube-flannel (docker.io/x/nope:v1) waiting ImagePullBackOff: Back-off pulling image`)}, ImagePull},
+		{"infrastructure stays infrastructure",
+			[]matrix.Phase{preflight(matrix.Pass, "", finding(amd64Only, "no-variant")), {Name: "cluster", Outcome: matrix.InfraError, Infra: true, Error: "create " + amd64Only}}, Infra},
+	}
+	for _, c := range cases {
+		if got := RootCause(matrix.Result{Phases: c.phases}); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/cnimatrix/cnimatrix/internal/archaudit"
 	"github.com/cnimatrix/cnimatrix/internal/checks"
 	"github.com/cnimatrix/cnimatrix/internal/cluster"
 	"github.com/cnimatrix/cnimatrix/internal/diagnose"
@@ -28,6 +29,7 @@ import (
 type cellRun struct {
 	log    *logx.Logger
 	result *matrix.Result
+	audit  *archaudit.Report // the preflight's, saved with the artifacts
 }
 
 // phase runs fn as a named phase and records it. A non-nil error ends the
@@ -92,6 +94,9 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		if err := e.PushImages(ctx, s.CNI.Name); err != nil {
 			return nil, err
 		}
+		if err := e.pushFixtures(ctx, s); err != nil {
+			return nil, err
+		}
 		if cell.Provider != "qemu" {
 			return nil, nil
 		}
@@ -106,6 +111,25 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 			Detail: fmt.Sprintf("%s node disk: kernel %s, Kubernetes %s, preloaded %s", qemu.Arch, disk.KernelVersion, disk.KubeVersion, strings.Join(disk.Images, ", "))}}, nil
 	}); err != nil {
 		return res
+	}
+
+	// preflight: the audit of the cell's images for its arch, before any
+	// cluster exists.
+	if mode := e.opts.Preflight; mode != PreflightOff {
+		if mode == "" {
+			mode = PreflightWarn
+		}
+		if err := run.phase(diagnose.PreflightPhase, false, func() ([]matrix.Evidence, error) {
+			ev, rep, err := e.preflight(ctx, s, cell, mode)
+			run.audit = rep
+			if rep != nil && !rep.OK() {
+				log.Infof("preflight (%s): %s", mode, rep.Summary())
+			}
+			return ev, err
+		}); err != nil {
+			e.saveAudit(run)
+			return res
+		}
 	}
 
 	// cluster

@@ -26,6 +26,9 @@ func (e *Engine) collect(ctx context.Context, run *cellRun, cl *cluster.Cluster,
 		defer cancel()
 		err := artifacts.Collect(actx, dir, client, cl.Nodes)
 		run.result.Artifacts = dir
+		if aerr := writeAudit(dir, run.audit); aerr != nil {
+			err = errors.Join(err, aerr)
+		}
 		for name, src := range cl.Logs {
 			if cerr := copyFile(src, filepath.Join(dir, "provider", name)); cerr != nil {
 				err = errors.Join(err, cerr)
@@ -38,6 +41,20 @@ func (e *Engine) collect(ctx context.Context, run *cellRun, cl *cluster.Cluster,
 		}
 		return []matrix.Evidence{{Check: "artifacts", Target: dir, OK: true}}, nil
 	})
+}
+
+// saveAudit saves the audit of a cell that ended before it had a cluster
+// (a strict preflight) as its artifacts.
+func (e *Engine) saveAudit(run *cellRun) {
+	if e.opts.ArtifactsDir == "" || run.audit == nil {
+		return
+	}
+	dir := filepath.Join(e.opts.ArtifactsDir, run.result.Cell.ID())
+	if err := writeAudit(dir, run.audit); err != nil {
+		run.log.Infof("artifacts: %v", err)
+		return
+	}
+	run.result.Artifacts = dir
 }
 
 // copyFile copies a provider log (e.g. a VM's serial console, which shows

@@ -44,6 +44,9 @@ type Options struct {
 	WorkDir string
 	// ArtifactsDir receives one folder per cell that did not pass.
 	ArtifactsDir string
+	// Preflight says what a cell does with the audit of its images for its
+	// arch before creating a cluster; "" is PreflightWarn.
+	Preflight Preflight
 }
 
 // Engine is one run.

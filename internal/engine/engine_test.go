@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -33,14 +34,15 @@ func TestVerdictPassOnlyWhenEveryCheckRanAndPassed(t *testing.T) {
 
 func TestCheckExpectation(t *testing.T) {
 	r := matrix.Result{Outcome: matrix.Fail, RootCause: "image-pull", Phases: []matrix.Phase{{Name: "cni-ready", Outcome: matrix.Fail, Error: `Back-off pulling image "x:nope"`}}}
-	if err := CheckExpectation(scenario.Expectation{Outcome: matrix.Fail, RootCause: "image-pull", Evidence: "x:nope"}, r); err != nil {
+	if err := CheckExpectation(scenario.Expectation{Outcome: matrix.Fail, RootCause: "image-pull", Evidence: []string{"x:nope", "Back-off"}}, r); err != nil {
 		t.Error(err)
 	}
 	if err := CheckExpectation(scenario.Expectation{Outcome: matrix.Pass}, r); err == nil {
 		t.Error("a failed cell met a pass expectation")
 	}
-	if err := CheckExpectation(scenario.Expectation{Outcome: matrix.Fail, Evidence: "other"}, r); err == nil {
-		t.Error("missing evidence not reported")
+	err := CheckExpectation(scenario.Expectation{Outcome: matrix.Fail, Evidence: []string{"x:nope", "other"}}, r)
+	if err == nil || !strings.Contains(err.Error(), `mentions "other"`) || strings.Contains(err.Error(), `"x:nope"`) {
+		t.Errorf("missing evidence not reported as such: %v", err)
 	}
 }
 

@@ -17,8 +17,17 @@ func CheckExpectation(want scenario.Expectation, r matrix.Result) error {
 	if want.RootCause != "" && r.RootCause != want.RootCause {
 		return fmt.Errorf("cell %s: root cause %q, want %q (%s)", r.ID, r.RootCause, want.RootCause, r.Reason)
 	}
-	if want.Evidence != "" && !strings.Contains(EvidenceText(r), want.Evidence) {
-		return fmt.Errorf("cell %s: no evidence mentions %q (%s)", r.ID, want.Evidence, r.Reason)
+	if len(want.Evidence) > 0 {
+		text := EvidenceText(r)
+		var missing []string
+		for _, ev := range want.Evidence {
+			if !strings.Contains(text, ev) {
+				missing = append(missing, fmt.Sprintf("%q", ev))
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("cell %s: no evidence mentions %s (%s)", r.ID, strings.Join(missing, ", "), r.Reason)
+		}
 	}
 	return nil
 }

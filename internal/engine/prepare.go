@@ -25,7 +25,10 @@ func (e *Engine) Prepare(ctx context.Context, s *scenario.Scenario) error {
 			}
 		}
 	}
-	return e.PushImages(ctx, s.CNI.Name)
+	if err := e.PushImages(ctx, s.CNI.Name); err != nil {
+		return err
+	}
+	return e.pushFixtures(ctx, s)
 }
 
 // ImageArches are the platforms of every workload and offline-CNI image.

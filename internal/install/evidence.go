@@ -19,7 +19,7 @@ import (
 type NotReadyError struct {
 	Workloads []WorkloadReport
 	Waited    time.Duration
-	Err       error // why the wait stopped (the context's error)
+	Err       error // why the wait stopped: the context's error, or a *PermanentError
 }
 
 // WorkloadReport is the state of one workload at the end of a wait.
@@ -50,6 +50,7 @@ type PodReport struct {
 type ContainerReport struct {
 	Name     string
 	Init     bool
+	Image    string // as the pod status reports it
 	Ready    bool
 	State    string // "waiting" | "running" | "terminated" | "unknown"
 	Reason   string
@@ -60,6 +61,11 @@ type ContainerReport struct {
 	LastReason   string
 	LastMessage  string
 	LastExitCode int32
+	// Logs are the last lines the failed instance wrote (the terminated one,
+	// else the last terminated one): with the default termination message
+	// policy, a binary the kernel refuses leaves "exec ...: exec format
+	// error" there and nowhere else.
+	Logs string
 }
 
 // EventReport is one (possibly repeated) event.
@@ -153,7 +159,11 @@ func (c ContainerReport) String() string {
 	if c.Init {
 		kind = "init container"
 	}
-	s := fmt.Sprintf("%s %s %s", kind, c.Name, c.State)
+	s := fmt.Sprintf("%s %s", kind, c.Name)
+	if c.Image != "" {
+		s += " (" + c.Image + ")"
+	}
+	s += " " + c.State
 	if c.Reason != "" {
 		s += " " + c.Reason
 	}
@@ -174,6 +184,9 @@ func (c ContainerReport) String() string {
 				s += ": " + clip(c.LastMessage)
 			}
 		}
+	}
+	if logs := clipTail(c.Logs); logs != "" && !strings.Contains(s, logs) {
+		s += ", logs: " + logs
 	}
 	return s
 }
@@ -196,6 +209,16 @@ func clip(s string) string {
 		return s
 	}
 	return s[:maxMessage] + "…"
+}
+
+// clipTail is clip keeping the end: the last lines of a log say why it
+// stopped.
+func clipTail(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) <= maxMessage {
+		return s
+	}
+	return "…" + s[len(s)-maxMessage:]
 }
 
 func joinNonEmpty(sep string, xs ...string) string {
@@ -288,7 +311,7 @@ func DescribePod(p *corev1.Pod, events []EventReport) PodReport {
 }
 
 func describeContainer(cs corev1.ContainerStatus, init bool) ContainerReport {
-	c := ContainerReport{Name: cs.Name, Init: init, Ready: cs.Ready, Restarts: cs.RestartCount, State: "unknown"}
+	c := ContainerReport{Name: cs.Name, Init: init, Image: cs.Image, Ready: cs.Ready, Restarts: cs.RestartCount, State: "unknown"}
 	if init && cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0 {
 		// A finished init container is as good as ready.
 		c.Ready = true

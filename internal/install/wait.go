@@ -61,7 +61,9 @@ func WaitReady(ctx context.Context, cfg *rest.Config, objs []*unstructured.Unstr
 // scheduled somewhere and all its scheduled pods are updated and ready, a
 // Deployment when all its replicas are updated and available. When ctx ends
 // first it returns a *NotReadyError describing the workloads that were not
-// ready and why their pods were not.
+// ready and why their pods were not. It gives up early, with a
+// *PermanentError as the NotReadyError's Err, when a pod of a workload that
+// is not ready failed in a way waiting cannot cure (see PermanentFailure).
 func WaitWorkloads(ctx context.Context, client kubernetes.Interface, ws []Workload, log *logx.Logger) error {
 	if log == nil {
 		log = logx.Discard()
@@ -72,6 +74,7 @@ func WaitWorkloads(ctx context.Context, client kubernetes.Interface, ws []Worklo
 	t0 := time.Now()
 	status := make([]WorkloadReport, len(ws))
 	lastLog := ""
+	logs := logCache{}
 	err := poll(ctx, func(ctx context.Context) (bool, error) {
 		all := true
 		var summary []string
@@ -80,6 +83,15 @@ func WaitWorkloads(ctx context.Context, client kubernetes.Interface, ws []Worklo
 			if !status[i].OK {
 				all = false
 				summary = append(summary, fmt.Sprintf("%s %d/%d", w, status[i].Ready, status[i].Desired))
+			}
+		}
+		for i, w := range ws {
+			if status[i].OK {
+				continue
+			}
+			if pe := logs.permanent(ctx, client, status[i]); pe != nil {
+				log.Infof("%s: giving up: %v", w, pe)
+				return false, pe
 			}
 		}
 		if s := strings.Join(summary, ", "); s != lastLog && s != "" {
@@ -100,7 +112,7 @@ func WaitWorkloads(ctx context.Context, client kubernetes.Interface, ws []Worklo
 		if st.OK {
 			continue
 		}
-		nre.Workloads = append(nre.Workloads, collectEvidence(ectx, client, st))
+		nre.Workloads = append(nre.Workloads, collectEvidence(ectx, client, st, logs))
 	}
 	return nre
 }
@@ -216,7 +228,7 @@ func PodReady(p *corev1.Pod) bool {
 // collectEvidence lists the workload's pods and the Warning events of those
 // pods and of the workload itself. Failing to collect is recorded, not fatal:
 // the wait already failed and the error must still say so.
-func collectEvidence(ctx context.Context, client kubernetes.Interface, r WorkloadReport) WorkloadReport {
+func collectEvidence(ctx context.Context, client kubernetes.Interface, r WorkloadReport, logs logCache) WorkloadReport {
 	if r.selector == nil {
 		return r
 	}
@@ -243,7 +255,9 @@ func collectEvidence(ctx context.Context, client kubernetes.Interface, r Workloa
 		if PodReady(p) && p.DeletionTimestamp == nil {
 			continue
 		}
-		r.Pods = append(r.Pods, DescribePod(p, events.For("Pod", p.Name, string(p.UID))))
+		rep := DescribePod(p, events.For("Pod", p.Name, string(p.UID)))
+		logs.addLogs(ctx, client, r.Namespace, string(p.UID), &rep)
+		r.Pods = append(r.Pods, rep)
 	}
 	return r
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,8 +38,13 @@ type Scenario struct {
 	Checks      ChecksSpec
 	Variant     string
 	// Expect is the outcome the scenario's cells should have (default pass);
-	// harness self-tests use it for cells built to fail.
+	// harness self-tests use it for cells built to fail. ExpectFor applies
+	// the per-cell rules of CellExpects over it.
 	Expect Expectation
+	// CellExpects are expect.cells: expectations for the cells they match,
+	// the first match winning, for scenarios whose cells differ on purpose
+	// (fixtures that pass on one arch and fail on the other).
+	CellExpects []CellExpect
 }
 
 // Expectation is what a cell's result should be.
@@ -46,8 +52,54 @@ type Expectation struct {
 	Outcome matrix.Outcome
 	// RootCause, when set, must equal the cell's root cause.
 	RootCause string
-	// Evidence, when set, must appear in the failed phase's error or evidence.
-	Evidence string
+	// Evidence, when set: each string must appear in the errors or failed
+	// observations of the cell's phases.
+	Evidence []string
+}
+
+// CellExpect is an expectation for the cells whose fields equal Match.
+type CellExpect struct {
+	// Match maps a cell field (version, arch, k8s, provider, variant) to
+	// the value it must have.
+	Match map[string]string
+	Expectation
+}
+
+// matchKeys are the cell fields an expect.cells rule can match.
+var matchKeys = []string{"version", "arch", "k8s", "provider", "variant"}
+
+func cellField(c matrix.Cell, key string) string {
+	switch key {
+	case "version":
+		return c.CNIVersion
+	case "arch":
+		return c.Arch
+	case "k8s":
+		return c.Kubernetes
+	case "provider":
+		return c.Provider
+	case "variant":
+		return c.Variant
+	}
+	return "\x00"
+}
+
+// ExpectFor is what the scenario expects of cell c: the first expect.cells
+// rule that matches it, else expect itself.
+func (s *Scenario) ExpectFor(c matrix.Cell) Expectation {
+	for _, ce := range s.CellExpects {
+		ok := true
+		for k, v := range ce.Match {
+			if cellField(c, k) != v {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return ce.Expectation
+		}
+	}
+	return s.Expect
 }
 
 // CNISpec says which CNI and versions.
@@ -137,11 +189,14 @@ type rawScenario struct {
 	Name        str `yaml:"name"`
 	Description str `yaml:"description"`
 	CNI         struct {
-		Name      str  `yaml:"name"`
-		Versions  strs `yaml:"versions"`
-		Manifest  str  `yaml:"manifest"`
-		Namespace str  `yaml:"namespace"`
-		Selector  str  `yaml:"selector"`
+		Name     str  `yaml:"name"`
+		Versions strs `yaml:"versions"`
+		Manifest str  `yaml:"manifest"`
+		// Manifests: version -> manifest file, for versions that are
+		// fixtures of the scenario rather than catalog versions.
+		Manifests map[string]str `yaml:"manifests"`
+		Namespace str            `yaml:"namespace"`
+		Selector  str            `yaml:"selector"`
 		// ImageOverrides: image -> replacement.
 		ImageOverrides map[string]str `yaml:"imageOverrides"`
 	} `yaml:"cni"`
@@ -161,10 +216,20 @@ type rawScenario struct {
 	} `yaml:"checks"`
 	Variant str `yaml:"variant"`
 	Expect  struct {
-		Outcome   str `yaml:"outcome"`
-		RootCause str `yaml:"rootCause"`
-		Evidence  str `yaml:"evidence"`
+		rawExpect `yaml:",inline"`
+		Cells     []rawCellExpect `yaml:"cells"`
 	} `yaml:"expect"`
+}
+
+type rawExpect struct {
+	Outcome   str  `yaml:"outcome"`
+	RootCause str  `yaml:"rootCause"`
+	Evidence  strs `yaml:"evidence"`
+}
+
+type rawCellExpect struct {
+	Match     map[string]str `yaml:"match"`
+	rawExpect `yaml:",inline"`
 }
 
 var lineRE = regexp.MustCompile(`^line (\d+): (.*)$`)
@@ -225,14 +290,31 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 			v.add(raw.CNI.Manifest.Line, "cni.manifest %s: %v", raw.CNI.Manifest.V, errors.Unwrap(err))
 		}
 	}
+	perVersion := map[string]string{}
+	for ver, file := range raw.CNI.Manifests {
+		p := file.V
+		if p != "" && !filepath.IsAbs(p) {
+			p = filepath.Join(filepath.Dir(path), p)
+		}
+		if _, err := os.Stat(p); p == "" || err != nil {
+			v.add(file.Line, "cni.manifests: %s: %q is not a readable file", ver, file.V)
+			continue
+		}
+		if !slices.ContainsFunc(raw.CNI.Versions, func(s str) bool { return s.V == ver }) {
+			v.add(file.Line, "cni.manifests: %q is not one of cni.versions", ver)
+		}
+		perVersion[ver] = p
+	}
 	for _, ver := range raw.CNI.Versions {
 		if ok {
 			cv, known := cni.Version(ver.V)
 			switch {
+			case perVersion[ver.V] != "":
+				s.CNI.Manifests[ver.V] = perVersion[ver.V]
 			case override != "":
 				s.CNI.Manifests[ver.V] = override
 			case !known:
-				v.add(ver.Line, "unknown %s version %q (known: %s; or give cni.manifest)", cni.Name, ver.V, strings.Join(cni.VersionNames(), ", "))
+				v.add(ver.Line, "unknown %s version %q (known: %s; or give cni.manifest or cni.manifests)", cni.Name, ver.V, strings.Join(cni.VersionNames(), ", "))
 			default:
 				s.CNI.Manifests[ver.V] = filepath.Join(repoRoot, cv.Manifest)
 			}
@@ -348,17 +430,57 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 	if s.Variant != "" && !regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`).MatchString(s.Variant) {
 		v.add(raw.Variant.Line, "variant %q: use lower-case letters, digits and '-'", s.Variant)
 	}
-	s.Expect = Expectation{Outcome: matrix.Pass, RootCause: raw.Expect.RootCause.V, Evidence: raw.Expect.Evidence.V}
-	if raw.Expect.Outcome.V != "" {
-		s.Expect.Outcome = matrix.Outcome(raw.Expect.Outcome.V)
-		if !s.Expect.Outcome.Valid() {
-			v.add(raw.Expect.Outcome.Line, "expect.outcome %q: want pass, fail, infra-error, skipped or unknown", raw.Expect.Outcome.V)
+	s.Expect = v.expectation("expect", raw.Expect.rawExpect, Expectation{Outcome: matrix.Pass})
+	for i, rc := range raw.Expect.Cells {
+		where := fmt.Sprintf("expect.cells[%d]", i)
+		ce := CellExpect{Match: map[string]string{}, Expectation: v.expectation(where, rc.rawExpect, s.Expect)}
+		if len(rc.Match) == 0 {
+			v.add(rc.Outcome.Line, "%s: match is required (keys: %s)", where, strings.Join(matchKeys, ", "))
 		}
+		for k, val := range rc.Match {
+			ce.Match[k] = val.V
+			var known []string
+			switch k {
+			case "version":
+				known = s.CNI.Versions
+			case "arch":
+				known = s.Arch
+			case "k8s":
+				known = s.Kubernetes
+			case "provider", "variant":
+			default:
+				v.add(val.Line, "%s.match: unknown key %q (known: %s)", where, k, strings.Join(matchKeys, ", "))
+				continue
+			}
+			if known != nil && !slices.Contains(known, val.V) {
+				v.add(val.Line, "%s.match: %s %q is not one of the scenario's (%s): the rule would match no cell", where, k, val.V, strings.Join(known, ", "))
+			}
+		}
+		s.CellExpects = append(s.CellExpects, ce)
 	}
 	if len(v.errs) > 0 {
 		return nil, v.errs
 	}
 	return s, nil
+}
+
+// expectation reads one expect block; def gives what it leaves out.
+func (v *validator) expectation(where string, r rawExpect, def Expectation) Expectation {
+	e := Expectation{Outcome: def.Outcome, RootCause: r.RootCause.V}
+	if r.Outcome.V != "" {
+		e.Outcome = matrix.Outcome(r.Outcome.V)
+		if !e.Outcome.Valid() {
+			v.add(r.Outcome.Line, "%s.outcome %q: want pass, fail, infra-error, skipped or unknown", where, r.Outcome.V)
+		}
+	}
+	for _, ev := range r.Evidence {
+		if strings.TrimSpace(ev.V) == "" {
+			v.add(ev.Line, "%s.evidence: empty string", where)
+			continue
+		}
+		e.Evidence = append(e.Evidence, ev.V)
+	}
+	return e
 }
 
 type validator struct {

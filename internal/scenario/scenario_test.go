@@ -3,10 +3,17 @@ package scenario
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/cnimatrix/cnimatrix/internal/catalog"
+	"github.com/cnimatrix/cnimatrix/internal/images"
+	"github.com/cnimatrix/cnimatrix/internal/install"
+	"github.com/cnimatrix/cnimatrix/internal/matrix"
 )
 
 func load(t *testing.T, body string) (*Scenario, error) {
@@ -92,4 +99,197 @@ func TestKindRefusesForeignArch(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "qemu-user") {
 		t.Fatalf("want refusal naming qemu-user, got %v", err)
 	}
+}
+
+func TestPerVersionManifestsAndCellExpects(t *testing.T) {
+	cat, err := catalog.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, f := range []string{"a.yaml", "b.yaml"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("kind: List\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body := `
+name: fx
+cni:
+  name: flannel
+  versions: [fixture-a, fixture-b, v0.28.10]
+  manifests:
+    fixture-a: a.yaml
+    fixture-b: ` + filepath.Join(dir, "b.yaml") + `
+arch: [amd64, arm64]
+provider: auto
+expect:
+  evidence: just one
+  cells:
+  - match: {version: fixture-b, arch: arm64}
+    outcome: fail
+    rootCause: exec-format
+    evidence: [exec format error, /bin/x]
+  - match: {arch: arm64}
+    rootCause: ignored-for-pass
+`
+	p := filepath.Join(dir, "s.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Load(p, cat, "/repo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"fixture-a": filepath.Join(dir, "a.yaml"),
+		"fixture-b": filepath.Join(dir, "b.yaml"),
+		"v0.28.10":  "/repo/fixtures/cni/flannel/kube-flannel.yaml",
+	}
+	for v, m := range want {
+		if s.CNI.Manifests[v] != m {
+			t.Errorf("manifest of %s: %q, want %q", v, s.CNI.Manifests[v], m)
+		}
+	}
+	if len(s.Cells()) != 6 {
+		t.Fatalf("%d cells, want 6", len(s.Cells()))
+	}
+	if e := s.Expect; e.Outcome != matrix.Pass || len(e.Evidence) != 1 || e.Evidence[0] != "just one" {
+		t.Errorf("default expectation %+v", e)
+	}
+	for _, c := range s.Cells() {
+		e := s.ExpectFor(c)
+		switch {
+		case c.CNIVersion == "fixture-b" && c.Arch == "arm64":
+			if e.Outcome != matrix.Fail || e.RootCause != "exec-format" || strings.Join(e.Evidence, "|") != "exec format error|/bin/x" {
+				t.Errorf("%s: %+v", c.ID(), e)
+			}
+		case c.Arch == "arm64":
+			// The second rule: its outcome defaults to expect's.
+			if e.Outcome != matrix.Pass || e.RootCause != "ignored-for-pass" {
+				t.Errorf("%s: %+v", c.ID(), e)
+			}
+		default:
+			if e.Outcome != matrix.Pass || e.RootCause != "" {
+				t.Errorf("%s: %+v", c.ID(), e)
+			}
+		}
+	}
+}
+
+func TestBadManifestsAndCellExpects(t *testing.T) {
+	dir := t.TempDir()
+	m := filepath.Join(dir, "m.yaml")
+	if err := os.WriteFile(m, []byte("kind: List\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	head := "name: x\ncni:\n  name: flannel\n  versions: [fx]\n  manifests:\n    fx: " + m + "\n"
+	cases := map[string]struct{ body, want string }{
+		"manifest of no version": {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\n  manifests:\n    other: " + m + "\n",
+			`s.yaml:6: cni.manifests: "other" is not one of cni.versions`},
+		"missing manifest file": {"name: x\ncni:\n  name: flannel\n  versions: [fx]\n  manifests:\n    fx: nope.yaml\n",
+			`s.yaml:6: cni.manifests: fx: "nope.yaml" is not a readable file`},
+		"fixture without manifest": {"name: x\ncni:\n  name: flannel\n  versions: [fx]\n", `unknown flannel version "fx"`},
+		"unknown match key":        {head + "expect:\n  cells:\n  - match: {colour: red}\n", `s.yaml:9: expect.cells[0].match: unknown key "colour"`},
+		"match of no cell":         {head + "expect:\n  cells:\n  - match: {version: v1}\n", `s.yaml:9: expect.cells[0].match: version "v1" is not one of the scenario's (fx)`},
+		"rule without match":       {head + "expect:\n  cells:\n  - outcome: fail\n", `expect.cells[0]: match is required`},
+		"bad rule outcome":         {head + "expect:\n  cells:\n  - match: {version: fx}\n    outcome: broken\n", `s.yaml:10: expect.cells[0].outcome "broken"`},
+		"empty evidence":           {head + "expect:\n  evidence: ['']\n", `s.yaml:8: expect.evidence: empty string`},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := load(t, c.body)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v, want it to contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+// The seed scenario loads, expects what issue 4 says, and its three
+// manifests are the offline flannel plus the flexvol init container: if the
+// flannel manifest changes, they must follow.
+func TestSeedScenario(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Load(filepath.Join(root, "scenarios", "seed-2019.yaml"), cat, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cells := s.Cells()
+	if len(cells) != 6 {
+		t.Fatalf("%d cells, want 6", len(cells))
+	}
+	fixture := map[string]string{"good": images.FlexvolGood, "amd64-only": images.FlexvolAmd64Only, "mislabeled": images.FlexvolMislabeled}
+	for _, c := range cells {
+		e := s.ExpectFor(c)
+		var want Expectation
+		switch {
+		case c.Arch == "amd64" || c.CNIVersion == "good":
+			want = Expectation{Outcome: matrix.Pass}
+		case c.CNIVersion == "amd64-only":
+			want = Expectation{Outcome: matrix.Fail, RootCause: "arch-mismatch"}
+		default:
+			want = Expectation{Outcome: matrix.Fail, RootCause: "exec-format"}
+		}
+		if e.Outcome != want.Outcome || e.RootCause != want.RootCause {
+			t.Errorf("%s: expects %s %s, want %s %s", c.ID(), e.Outcome, e.RootCause, want.Outcome, want.RootCause)
+		}
+		if e.Outcome == matrix.Fail {
+			for _, must := range []string{"flexvol-driver", fixture[c.CNIVersion], images.FlexvolEntrypoint} {
+				if !slices.Contains(e.Evidence, must) {
+					t.Errorf("%s: expected evidence does not name %q: %q", c.ID(), must, e.Evidence)
+				}
+			}
+		}
+	}
+
+	flannel := readObjects(t, filepath.Join(root, "fixtures/cni/flannel/kube-flannel.yaml"))
+	for version, ref := range fixture {
+		objs := readObjects(t, s.CNI.Manifests[version])
+		if len(objs) != len(flannel) {
+			t.Fatalf("%s: %d objects, flannel has %d", version, len(objs), len(flannel))
+		}
+		for i, o := range objs {
+			if o.GetKind() == "DaemonSet" {
+				spec := o.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)
+				inits, _ := spec["initContainers"].([]any)
+				if len(inits) != 1 {
+					t.Fatalf("%s: %d init containers, want 1", version, len(inits))
+				}
+				ic := inits[0].(map[string]any)
+				if ic["name"] != "flexvol-driver" || ic["image"] != ref {
+					t.Errorf("%s: init container %v %v, want flexvol-driver %s", version, ic["name"], ic["image"], ref)
+				}
+				delete(spec, "initContainers")
+				vols := spec["volumes"].([]any)
+				last := vols[len(vols)-1].(map[string]any)
+				if last["name"] != "flexvol-driver-host" {
+					t.Fatalf("%s: last volume %v, want flexvol-driver-host", version, last["name"])
+				}
+				spec["volumes"] = vols[:len(vols)-1]
+			}
+			if !reflect.DeepEqual(o.Object, flannel[i].Object) {
+				t.Errorf("%s: %s %s differs from the flannel manifest's beyond the flexvol init container", version, o.GetKind(), o.GetName())
+			}
+		}
+	}
+}
+
+func readObjects(t *testing.T, path string) []*unstructured.Unstructured {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := install.ParseManifest(data)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return objs
 }

@@ -1,0 +1,208 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cnimatrix/cnimatrix/internal/archaudit"
+	"github.com/cnimatrix/cnimatrix/internal/artifacts"
+	"github.com/cnimatrix/cnimatrix/internal/diagnose"
+	"github.com/cnimatrix/cnimatrix/internal/images"
+	"github.com/cnimatrix/cnimatrix/internal/install"
+	"github.com/cnimatrix/cnimatrix/internal/logx"
+	"github.com/cnimatrix/cnimatrix/internal/matrix"
+	"github.com/cnimatrix/cnimatrix/internal/scenario"
+)
+
+// Preflight is what a cell does with the audit of its images (internal/
+// archaudit) before it creates a cluster.
+type Preflight string
+
+const (
+	// PreflightWarn records the audit as the phase "preflight" and runs the
+	// cell anyway, so the runtime's own outcome still shows.
+	PreflightWarn Preflight = "warn"
+	// PreflightStrict fails the cell, without creating a cluster, when any
+	// image is not ok for the cell's arch (or could not be audited).
+	PreflightStrict Preflight = "strict"
+	// PreflightOff skips the audit.
+	PreflightOff Preflight = "off"
+)
+
+// ParsePreflight reads a --preflight value; "" is the default, warn.
+func ParsePreflight(s string) (Preflight, error) {
+	switch p := Preflight(strings.TrimSpace(s)); p {
+	case "":
+		return PreflightWarn, nil
+	case PreflightWarn, PreflightStrict, PreflightOff:
+		return p, nil
+	}
+	return "", fmt.Errorf("preflight %q: want warn, strict or off", s)
+}
+
+// preflightTimeout bounds one cell's audit: the images come from the run's
+// own registry, so seconds are the norm.
+const preflightTimeout = 3 * time.Minute
+
+// preflight audits the images of the cell's manifest (after the scenario's
+// image overrides) for the cell's arch, where the cell's nodes pull them:
+// the run's registry. Only in strict mode can it return an error.
+func (e *Engine) preflight(ctx context.Context, s *scenario.Scenario, cell matrix.Cell, mode Preflight) ([]matrix.Evidence, *archaudit.Report, error) {
+	actx, cancel := context.WithTimeout(ctx, preflightTimeout)
+	defer cancel()
+	rep, err := auditManifest(actx, s.CNI.Manifests[cell.CNIVersion], s.CNI.ImageOverrides, cell.Arch, e.registry.Addr(), e.log)
+	ev, verr := preflightVerdict(rep, err, cell.Arch, e.registry.Addr(), mode)
+	return ev, rep, verr
+}
+
+// auditManifest audits every image of the manifest at path for arch
+// against the registry at addr, which serves upstream U's images under U/
+// (images.Registry's layout).
+func auditManifest(ctx context.Context, path string, overrides map[string]string, arch, addr string, log *logx.Logger) (*archaudit.Report, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	objs, err := install.ParseManifest(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	OverrideImages(objs, overrides)
+	imgs, err := archaudit.ObjectImages(objs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return archaudit.Audit(ctx, imgs, arch, archaudit.Options{Mirrors: map[string]string{"*": "http://" + addr}, Log: log})
+}
+
+// preflightVerdict turns an audit into the phase's evidence and, in strict
+// mode, its error. Every finding is evidence, ok ones included; a finding
+// that is not ok is a failed observation even when warn lets the cell go on.
+// The evidence follows diagnose.PreflightPhase's description.
+func preflightVerdict(rep *archaudit.Report, auditErr error, arch, addr string, mode Preflight) ([]matrix.Evidence, error) {
+	platform := "linux/" + arch
+	if rep == nil {
+		ev := []matrix.Evidence{{Check: diagnose.PreflightPhase, Source: platform, Target: "registry " + addr, OK: false,
+			Detail: "images not audited: " + auditErr.Error()}}
+		if mode == PreflightStrict {
+			return ev, fmt.Errorf("images not audited for %s: %w", platform, auditErr)
+		}
+		return ev, nil
+	}
+	summary := rep.Summary()
+	if auditErr != nil {
+		summary += " (audit stopped: " + auditErr.Error() + ")"
+	}
+	if mode == PreflightWarn && !rep.OK() {
+		summary += "; warn: the cell runs anyway"
+	}
+	ev := []matrix.Evidence{{Check: diagnose.PreflightPhase, Source: platform, Target: "registry " + addr, OK: rep.OK() && auditErr == nil, Detail: summary}}
+	var arch2, unchecked []string
+	for _, f := range rep.Findings {
+		ev = append(ev, matrix.Evidence{Check: diagnose.PreflightPhase, Source: platform, Target: f.Image, OK: f.Kind == archaudit.OK,
+			Detail: findingDetail(f), LatencyMS: f.Seconds * 1000})
+		line := fmt.Sprintf("%s (%s): %s", f.Image, containerOf(f), f.Reason)
+		switch f.Kind {
+		case archaudit.NoVariant, archaudit.Mislabeled:
+			arch2 = append(arch2, line)
+		case archaudit.Error:
+			unchecked = append(unchecked, line)
+		}
+	}
+	if mode != PreflightStrict {
+		return ev, nil
+	}
+	switch {
+	case len(arch2) > 0:
+		return ev, fmt.Errorf("%s: %d of %d images cannot run on %s: %s", diagnose.ArchMismatch, len(arch2), len(rep.Findings), platform, strings.Join(arch2, "; "))
+	case len(unchecked) > 0:
+		return ev, fmt.Errorf("%d of %d images could not be audited for %s in the registry the nodes pull from: %s", len(unchecked), len(rep.Findings), platform, strings.Join(unchecked, "; "))
+	case auditErr != nil:
+		return ev, fmt.Errorf("audit for %s stopped: %w", platform, auditErr)
+	}
+	return ev, nil
+}
+
+// findingDetail is "<kind>: <workload> <container>: <reason>", naming the
+// offending binaries when the reason does not.
+func findingDetail(f archaudit.Finding) string {
+	d := fmt.Sprintf("%s: %s %s: %s", f.Kind, f.Workload, containerOf(f), f.Reason)
+	for _, b := range f.Offending {
+		if !strings.Contains(d, b.Path) {
+			d += "; offending " + b.String()
+		}
+	}
+	return d
+}
+
+func containerOf(f archaudit.Finding) string {
+	if f.InitContainer {
+		return "init container " + f.Container
+	}
+	return "container " + f.Container
+}
+
+// writeAudit saves the cell's audit as preflight.json in its artifacts
+// folder.
+func writeAudit(dir string, rep *archaudit.Report) error {
+	if rep == nil {
+		return nil
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return artifacts.WriteRedacted(filepath.Join(dir, "preflight.json"), append(b, '\n'))
+}
+
+// pushFixtures pushes the seed fixtures (images.FlexvolImages) that the
+// scenario's manifests name into the run's registry, under the names the
+// manifests use. Unlike the harness's images they are never preloaded: the
+// nodes pull them. A manifest that cannot be read is left to the cell's
+// cni-install phase to report.
+func (e *Engine) pushFixtures(ctx context.Context, s *scenario.Scenario) error {
+	want := map[string]string{} // name in the manifest -> fixture
+	for _, path := range s.CNI.Manifests {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		imgs, err := archaudit.ManifestImages(data)
+		if err != nil {
+			continue
+		}
+		for _, im := range imgs {
+			ref := im.Ref
+			if to, ok := s.CNI.ImageOverrides[ref]; ok {
+				ref = to
+			}
+			if fx := images.FixtureRef(ref); fx != "" {
+				want[ref] = fx
+			}
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	fixtures, err := e.cache.FlexvolImages(ctx)
+	if err != nil {
+		return fmt.Errorf("seed fixtures: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for ref, fx := range want {
+		if e.pushed[ref] {
+			continue
+		}
+		if err := e.registry.Push(ctx, ref, fixtures[fx]); err != nil {
+			return fmt.Errorf("push %s: %w", ref, err)
+		}
+		e.pushed[ref] = true
+	}
+	return nil
+}
