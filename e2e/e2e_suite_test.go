@@ -32,7 +32,8 @@ import (
 //
 //	CNIMATRIX_SCENARIOS  comma-separated scenario files (default: the offline
 //	                     scenario, its arm64 twin (a QEMU VM worker on amd64
-//	                     hosts) and the two negative self-test scenarios)
+//	                     hosts), the 2019 seed reproduced with fixtures and
+//	                     the two negative self-test scenarios)
 //	CNIMATRIX_OUT        where matrix.json/.md/.xml go (default _out/e2e)
 //	CNIMATRIX_KEEP=1     keep clusters
 //	CNIMATRIX_PREFLIGHT  warn (default), strict or off: what a cell does with
@@ -64,6 +65,7 @@ func TestE2E(t *testing.T) {
 		paths = strings.Join([]string{
 			filepath.Join(root, "scenarios/offline-flannel.yaml"),
 			filepath.Join(root, "scenarios/offline-flannel-arm64.yaml"),
+			filepath.Join(root, "scenarios/seed-2019.yaml"),
 			filepath.Join(root, "e2e/testdata/negative-missing-image.yaml"),
 			filepath.Join(root, "e2e/testdata/negative-target-port.yaml"),
 		}, ",")
