@@ -3,8 +3,6 @@ package images
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -189,39 +187,5 @@ const PauseVersion = "1.0.0"
 // repository's source, copied into a throwaway module so the repository's
 // go.mod plays no part. It is keyed by the source content.
 func (c *Cache) Pause(ctx context.Context, arch string) (string, error) {
-	root, err := RepoRoot()
-	if err != nil {
-		return "", fmt.Errorf("build pause: %w", err)
-	}
-	srcDir := filepath.Join(root, "internal", "images", "pause")
-	entries, err := os.ReadDir(srcDir)
-	if err != nil {
-		return "", fmt.Errorf("build pause: read sources: %w", err)
-	}
-	files := map[string]string{}
-	for _, e := range entries {
-		n := e.Name()
-		if e.IsDir() || !strings.HasSuffix(n, ".go") || strings.HasSuffix(n, "_test.go") {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(srcDir, n))
-		if err != nil {
-			return "", fmt.Errorf("build pause: %w", err)
-		}
-		files["pause/"+n] = string(data)
-	}
-	if len(files) == 0 {
-		return "", fmt.Errorf("build pause: no Go sources in %s", srcDir)
-	}
-	dir, err := c.GoBuild(ctx, GoBuild{
-		Name:     "pause-" + PauseVersion,
-		Packages: []string{BuildModule + "/pause"},
-		Files:    files,
-		Arch:     arch,
-		LDFlags:  []string{"-X=main.version=" + PauseVersion},
-	})
-	if err != nil {
-		return "", fmt.Errorf("build pause linux/%s: %w", arch, err)
-	}
-	return dir, nil
+	return c.buildRepoMain(ctx, "pause", PauseVersion, arch)
 }

@@ -84,19 +84,28 @@ func FixtureRef(ref string) string {
 // Flexvol builds the fixture program (internal/images/flexvol) for
 // linux/arch and returns the directory holding the binary "flexvol".
 func (c *Cache) Flexvol(ctx context.Context, arch string) (string, error) {
-	files, err := repoMainFiles(filepath.Join("internal", "images", "flexvol"), "flexvol")
+	return c.buildRepoMain(ctx, "flexvol", FlexvolVersion, arch)
+}
+
+// buildRepoMain builds the main package internal/images/<name> of this
+// repository for linux/arch, its sources copied into a throwaway module so
+// the repository's go.mod plays no part, with main.version set. It returns
+// the directory holding the binary <name>; the build is keyed by the
+// source content.
+func (c *Cache) buildRepoMain(ctx context.Context, name, version, arch string) (string, error) {
+	files, err := repoMainFiles(filepath.Join("internal", "images", name), name)
 	if err != nil {
-		return "", fmt.Errorf("build flexvol: %w", err)
+		return "", fmt.Errorf("build %s: %w", name, err)
 	}
 	dir, err := c.GoBuild(ctx, GoBuild{
-		Name:     "flexvol-" + FlexvolVersion,
-		Packages: []string{BuildModule + "/flexvol"},
+		Name:     name + "-" + version,
+		Packages: []string{BuildModule + "/" + name},
 		Files:    files,
 		Arch:     arch,
-		LDFlags:  []string{"-X=main.version=" + FlexvolVersion},
+		LDFlags:  []string{"-X=main.version=" + version},
 	})
 	if err != nil {
-		return "", fmt.Errorf("build flexvol linux/%s: %w", arch, err)
+		return "", fmt.Errorf("build %s linux/%s: %w", name, arch, err)
 	}
 	return dir, nil
 }
