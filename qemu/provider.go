@@ -9,9 +9,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -465,32 +467,16 @@ func mirrorSetup(m *cluster.Mirror) (string, error) {
 	if !ok || hostPort == "" {
 		return "", fmt.Errorf("mirror endpoint %q: want http://host:port", m.Endpoint)
 	}
-	dir, err := os.MkdirTemp("", "cnimatrix-certs-")
+	files, err := images.ContainerdHosts(hostPort, m.Upstreams)
 	if err != nil {
 		return "", err
 	}
-	defer os.RemoveAll(dir)
-	if err := images.WriteContainerdHosts(dir, hostPort, m.Upstreams); err != nil {
-		return "", err
-	}
 	var b strings.Builder
-	err = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(dir, path)
-		if err != nil {
-			return err
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		dst := "/etc/containerd/certs.d/" + filepath.ToSlash(rel)
-		fmt.Fprintf(&b, "mkdir -p %q\nbase64 -d >%q <<'EOF'\n%s\nEOF\n", filepath.Dir(dst), dst, base64.StdEncoding.EncodeToString(data))
-		return nil
-	})
-	return b.String(), err
+	for _, rel := range slices.Sorted(maps.Keys(files)) {
+		dst := "/etc/containerd/certs.d/" + rel
+		fmt.Fprintf(&b, "mkdir -p %q\nbase64 -d >%q <<'EOF'\n%s\nEOF\n", path.Dir(dst), dst, base64.StdEncoding.EncodeToString([]byte(files[rel])))
+	}
+	return b.String(), nil
 }
 
 // vmProc is a running QEMU of ours.

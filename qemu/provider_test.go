@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"encoding/base64"
 	"net"
 	"os"
 	"path/filepath"
@@ -90,5 +91,27 @@ func TestProviderCleansUpAfterFailure(t *testing.T) {
 	// Delete of a cluster that is gone is not an error.
 	if err := p.Delete(ctx, name); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestMirrorSetup(t *testing.T) {
+	script, err := mirrorSetup(&cluster.Mirror{Endpoint: "http://172.18.0.1:5000", Upstreams: []string{"docker.io", "quay.io"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := images.ContainerdHosts("172.18.0.1:5000", []string{"docker.io", "quay.io"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rel, content := range want {
+		if !strings.Contains(script, `>"/etc/containerd/certs.d/`+rel+`"`) || !strings.Contains(script, base64.StdEncoding.EncodeToString([]byte(content))) {
+			t.Errorf("script does not write %s with its content:\n%s", rel, script)
+		}
+	}
+	if s, err := mirrorSetup(nil); err != nil || s != "" {
+		t.Errorf("no mirror: %q, %v", s, err)
+	}
+	if _, err := mirrorSetup(&cluster.Mirror{Endpoint: "https://x"}); err == nil {
+		t.Error("an https endpoint was accepted")
 	}
 }

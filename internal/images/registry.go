@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -418,32 +419,46 @@ func (b *regDiskBlobs) Delete(_ context.Context, _ string, h v1.Hash) error {
 // containerd that the server URL's path already is the API root
 // (/v2/<upstream>), instead of appending /v2 to it.
 func WriteContainerdHosts(dir, endpoint string, upstreams []string) error {
-	if endpoint == "" || strings.Contains(endpoint, "/") {
-		return fmt.Errorf("containerd hosts: endpoint must be host:port, got %q", endpoint)
+	files, err := ContainerdHosts(endpoint, upstreams)
+	if err != nil {
+		return err
 	}
+	for _, rel := range slices.Sorted(maps.Keys(files)) {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("containerd hosts %s: %w", rel, err)
+		}
+		if err := os.WriteFile(p, []byte(files[rel]), 0o644); err != nil {
+			return fmt.Errorf("containerd hosts %s: %w", rel, err)
+		}
+	}
+	return nil
+}
+
+// ContainerdHosts is what WriteContainerdHosts writes: the path of each
+// hosts.toml relative to the certs.d directory, and its content (for nodes
+// that are written to by other means than a host directory, e.g. VMs).
+func ContainerdHosts(endpoint string, upstreams []string) (map[string]string, error) {
+	if endpoint == "" || strings.Contains(endpoint, "/") {
+		return nil, fmt.Errorf("containerd hosts: endpoint must be host:port, got %q", endpoint)
+	}
+	files := map[string]string{}
 	for _, up := range upstreams {
 		if up == "" || strings.ContainsAny(up, "/ ") {
-			return fmt.Errorf("containerd hosts: bad upstream registry host %q", up)
-		}
-		d := filepath.Join(dir, containerdHostDir(up))
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return fmt.Errorf("containerd hosts %s: %w", up, err)
+			return nil, fmt.Errorf("containerd hosts: bad upstream registry host %q", up)
 		}
 		upstreamServer := "https://" + up
 		if up == "docker.io" {
 			upstreamServer = "https://registry-1.docker.io"
 		}
-		content := fmt.Sprintf(`# Written by cnimatrix: %[1]s images come only from the harness's registry.
+		files[containerdHostDir(up)+"/hosts.toml"] = fmt.Sprintf(`# Written by cnimatrix: %[1]s images come only from the harness's registry.
 # The upstream server (%[2]s) is deliberately not configured as a fallback.
 server = "http://%[3]s/v2/%[4]s"
 override_path = true
 capabilities = ["pull", "resolve"]
 `, up, upstreamServer, endpoint, MirrorPath(up))
-		if err := os.WriteFile(filepath.Join(d, "hosts.toml"), []byte(content), 0o644); err != nil {
-			return fmt.Errorf("containerd hosts %s: %w", up, err)
-		}
 	}
-	return nil
+	return files, nil
 }
 
 // containerdHostDir is the directory containerd looks up for a registry
