@@ -100,11 +100,11 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		if cell.Provider != "qemu" {
 			return nil, nil
 		}
-		disk, err := e.Disk(ctx, cell.Kubernetes, s.CNI.Name)
-		if err != nil {
+		if preload, err = HarnessImages(ctx, e.cache, s.CNI.Name); err != nil {
 			return nil, err
 		}
-		if preload, err = e.harnessImages(ctx, s.CNI.Name); err != nil {
+		disk, err := qemu.BuildDisk(ctx, e.cache, cell.Kubernetes, qemu.DiskOptions{Preload: preload})
+		if err != nil {
 			return nil, err
 		}
 		return []matrix.Evidence{{Check: "images", Target: disk.Image, OK: true,

@@ -20,7 +20,7 @@ func (e *Engine) Prepare(ctx context.Context, s *scenario.Scenario) error {
 			return err
 		}
 		if c.Provider == "qemu" {
-			if _, err := e.Disk(ctx, c.Kubernetes, s.CNI.Name); err != nil {
+			if _, err := Disk(ctx, e.cache, c.Kubernetes, s.CNI.Name); err != nil {
 				return err
 			}
 		}
@@ -59,17 +59,12 @@ func (e *Engine) PushImages(ctx context.Context, cni string) error {
 	return err
 }
 
-// harnessImages are the images cnimatrix builds itself: the workloads the
+// HarnessImages builds (or finds cached) the images cnimatrix itself
+// provides for a scenario whose CNI is cni, by reference: the workloads the
 // checks deploy and, for the offline CNI, its images. They are always
 // multi-arch indexes, as real images are: a mixed cluster pulls both
 // entries, and the cached store keeps one content per reference whatever
 // the cell's arch.
-func (e *Engine) harnessImages(ctx context.Context, cni string) (map[string]v1.ImageIndex, error) {
-	return HarnessImages(ctx, e.cache, cni)
-}
-
-// HarnessImages builds (or finds cached) the images cnimatrix itself
-// provides for a scenario whose CNI is cni, by reference.
 func HarnessImages(ctx context.Context, cache *images.Cache, cni string) (map[string]v1.ImageIndex, error) {
 	want := map[string]v1.ImageIndex{}
 	workloads, err := cache.WorkloadImages(ctx, ImageArches)
@@ -92,11 +87,6 @@ func HarnessImages(ctx context.Context, cache *images.Cache, cni string) (map[st
 // Disk builds (or finds cached) the QEMU arm64 node disk for a Kubernetes
 // version, with the harness's images preloaded: pulling and unpacking
 // them under TCG costs each VM minutes.
-func (e *Engine) Disk(ctx context.Context, k8sVersion, cni string) (*qemu.Disk, error) {
-	return Disk(ctx, e.cache, k8sVersion, cni)
-}
-
-// Disk is Engine.Disk without an engine (for `cnimatrix images build`).
 func Disk(ctx context.Context, cache *images.Cache, k8sVersion, cni string) (*qemu.Disk, error) {
 	pre, err := HarnessImages(ctx, cache, cni)
 	if err != nil {
@@ -106,7 +96,7 @@ func Disk(ctx context.Context, cache *images.Cache, k8sVersion, cni string) (*qe
 }
 
 func (e *Engine) pushImages(ctx context.Context, cni string) error {
-	want, err := e.harnessImages(ctx, cni)
+	want, err := HarnessImages(ctx, e.cache, cni)
 	if err != nil {
 		return err
 	}
