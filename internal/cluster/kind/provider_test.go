@@ -47,10 +47,12 @@ func TestEnvLease(t *testing.T) {
 		t.Fatalf("env = %q", os.Getenv(networkEnv))
 	}
 	got := make(chan string)
+	released := make(chan struct{})
 	go func() {
 		r := netEnv.acquire("b") // waits for both holders of "a"
 		got <- os.Getenv(networkEnv)
 		r()
+		close(released)
 	}()
 	r1()
 	select {
@@ -62,6 +64,7 @@ func TestEnvLease(t *testing.T) {
 	if v := <-got; v != "b" {
 		t.Errorf("env = %q, want b", v)
 	}
+	<-released // the check below raced the goroutine's release before
 	if v := os.Getenv(networkEnv); v != "outer" {
 		t.Errorf("env after the last release = %q, want the value from before", v)
 	}
