@@ -32,8 +32,9 @@ import (
 //
 //	CNIMATRIX_SCENARIOS  comma-separated scenario files (default: the offline
 //	                     scenario, its arm64 twin (a QEMU VM worker on amd64
-//	                     hosts), the 2019 seed reproduced with fixtures and
-//	                     the two negative self-test scenarios)
+//	                     hosts), the 2019 seed reproduced with fixtures, the
+//	                     offline upgrade path with a soak and the negative
+//	                     self-test scenarios)
 //	CNIMATRIX_OUT        where matrix.json/.md/.xml go (default _out/e2e)
 //	CNIMATRIX_KEEP=1     keep clusters
 //	CNIMATRIX_PREFLIGHT  warn (default), strict or off: what a cell does with
@@ -66,8 +67,10 @@ func TestE2E(t *testing.T) {
 			filepath.Join(root, "scenarios/offline-flannel.yaml"),
 			filepath.Join(root, "scenarios/offline-flannel-arm64.yaml"),
 			filepath.Join(root, "scenarios/seed-2019.yaml"),
+			filepath.Join(root, "scenarios/offline-flannel-upgrade.yaml"),
 			filepath.Join(root, "e2e/testdata/negative-missing-image.yaml"),
 			filepath.Join(root, "e2e/testdata/negative-target-port.yaml"),
+			filepath.Join(root, "e2e/testdata/negative-upgrade-breaks.yaml"),
 		}, ",")
 	}
 	cat, err := catalog.Load()
@@ -136,6 +139,9 @@ var _ = Describe("cnimatrix", func() {
 	for _, s := range scenarios {
 		for _, cell := range s.Cells() {
 			labels := Label("cni:"+cell.CNI, "version:"+cell.CNIVersion, "k8s:"+cell.Kubernetes, "arch:"+cell.Arch, "provider:"+cell.Provider, "scenario:"+s.Name)
+			if cell.UpgradeTo != "" {
+				labels = append(labels, "upgrade-to:"+cell.UpgradeTo)
+			}
 			It(cell.ID(), labels, func(ctx SpecContext) {
 				res := eng.RunCell(ctx, s, cell)
 				b, err := json.Marshal(res)
@@ -240,6 +246,12 @@ func assertMatrixFiles(t *testing.T, suiteOK bool) {
 			}
 			if r.Outcome == matrix.Pass {
 				assertArchProof(t, r)
+			}
+			if c.UpgradeTo != "" {
+				assertUpgrade(t, r)
+			}
+			if s.Soak.Duration > 0 && r.Outcome == matrix.Pass {
+				assertSoak(t, r, s.Soak)
 			}
 			if !strings.Contains(string(md), c.ID()) {
 				t.Errorf("matrix.md does not mention %s", c.ID())
@@ -351,4 +363,71 @@ func assertArchProof(t *testing.T, r matrix.Result) {
 	if !proof {
 		t.Errorf("cell %s: the cluster phase has no proof that the VM refuses x86-64 binaries (exec format error)", r.ID)
 	}
+}
+
+// assertUpgrade: an upgrade-path cell that got as far as the upgrade
+// recorded the probing of its window, with requests made; a passing one
+// replaced CNI pods, ran the checks again and lost no request.
+func assertUpgrade(t *testing.T, r matrix.Result) {
+	t.Helper()
+	if !hasPhase(r, engine.PhaseUpgrade+" cni-install") {
+		return // failed before the upgrade; its expectation says why
+	}
+	avail, ok := phase(r, engine.PhaseUpgradeAvailability)
+	if !ok {
+		t.Errorf("cell %s: upgraded without phase %s", r.ID, engine.PhaseUpgradeAvailability)
+		return
+	}
+	if len(avail.Evidence) == 0 || avail.Evidence[0].Attempts < 5 {
+		t.Errorf("cell %s: the upgrade window made too few requests to measure anything: %+v", r.ID, avail.Evidence)
+	}
+	if r.Outcome != matrix.Pass {
+		return
+	}
+	t.Logf("cell %s upgrade window: %s", r.ID, avail.Evidence[0].Detail)
+	if !strings.Contains(avail.Evidence[0].Detail, " 0 failed") {
+		t.Errorf("cell %s passed with failed requests in the upgrade window: %s", r.ID, avail.Evidence[0].Detail)
+	}
+	up, _ := phase(r, engine.PhaseUpgrade)
+	replaced := 0
+	for _, e := range up.Evidence {
+		if strings.HasPrefix(e.Detail, "new, runs ") && strings.Contains(e.Detail, r.UpgradeTo) {
+			replaced++
+		}
+	}
+	if replaced == 0 {
+		t.Errorf("cell %s passed but no CNI pod runs %s: %+v", r.ID, r.UpgradeTo, up.Evidence)
+	}
+	if !hasPhase(r, "after-upgrade check:PodToPodAcrossNodes") {
+		t.Errorf("cell %s passed without running the checks after the upgrade", r.ID)
+	}
+}
+
+// assertSoak: a passing cell of a scenario with a soak probed for the whole
+// duration at about the interval.
+func assertSoak(t *testing.T, r matrix.Result, sk scenario.Soak) {
+	t.Helper()
+	p, ok := phase(r, engine.PhaseSoak)
+	if !ok || len(p.Evidence) == 0 {
+		t.Errorf("cell %s passed without a soak", r.ID)
+		return
+	}
+	t.Logf("cell %s soak: %s", r.ID, p.Evidence[0].Detail)
+	if p.DurationMS < float64(sk.Duration/time.Millisecond) {
+		t.Errorf("cell %s: soak lasted %.0f ms, want at least %s", r.ID, p.DurationMS, sk.Duration)
+	}
+	// At least half the rounds the interval allows (each round probes every
+	// pair across nodes): an exec round trip may be slower than the interval.
+	if want := int(sk.Duration / sk.Interval / 2); p.Evidence[0].Attempts < want {
+		t.Errorf("cell %s: soak made %d requests, want at least %d", r.ID, p.Evidence[0].Attempts, want)
+	}
+}
+
+func phase(r matrix.Result, name string) (matrix.Phase, bool) {
+	for _, p := range r.Phases {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return matrix.Phase{}, false
 }

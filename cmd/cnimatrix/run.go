@@ -42,6 +42,8 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 		filters           []string
 		parallel          int
 		preflight         string
+		soak, soakEvery   time.Duration
+		soakMin           float64
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO.yaml",
@@ -61,9 +63,22 @@ cell's manifest for the cell's arch in the registry its nodes pull from (as
 the phase "preflight" and runs the cell anyway, so the runtime's own outcome
 still shows; strict fails the cell in seconds, without a cluster, when an
 image has no variant for the arch, holds binaries of another machine, or
-cannot be audited; off skips it.`,
+cannot be audited; off skips it.
+
+A scenario with an upgrade block (upgrade: {to: VERSION}) makes upgrade-path
+cells: install the cell's version, run the checks, apply TO's manifest in
+place while nginx is fetched across nodes every upgrade.probeInterval, fail
+when more than upgrade.maxFailedProbes of those requests failed, then run the
+checks again (phases "upgrade", "upgrade-availability", "after-upgrade
+check:*").
+
+--soak DURATION keeps fetching nginx across nodes after a cell's checks
+passed and records availability, failed requests and latency percentiles
+(phase "soak"); the cell fails below --soak-min-availability percent.`,
 		Example: `  cnimatrix run scenarios/offline-flannel.yaml
-  cnimatrix run scenarios/offline-flannel.yaml --filter k8s=v1.37.2 --keep -v`,
+  cnimatrix run scenarios/offline-flannel.yaml --filter k8s=v1.37.2 --keep -v
+  cnimatrix run scenarios/offline-flannel-upgrade.yaml
+  cnimatrix run scenarios/offline-flannel.yaml --soak 10h --soak-interval 5s --soak-min-availability 99.9`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageError{fmt.Errorf("run takes one scenario file, got %d arguments", len(args))}
@@ -86,6 +101,12 @@ cannot be audited; off skips it.`,
 			if parallel < 1 {
 				return badInput("--parallel must be at least 1")
 			}
+			if soak < 0 || soakEvery < 0 || soakMin <= 0 || soakMin > 100 {
+				return badInput("--soak and --soak-interval must not be negative, --soak-min-availability must be a percentage above 0, at most 100")
+			}
+			if soak > 0 && soakEvery >= soak {
+				return badInput("--soak-interval %s must be shorter than --soak %s", soakEvery, soak)
+			}
 			pf, err := engine.ParsePreflight(preflight)
 			if err != nil {
 				return badInput("--%v", err)
@@ -97,6 +118,7 @@ cannot be audited; off skips it.`,
 				ArtifactsDir: artifacts.Dir(artifactsDir),
 				WorkDir:      filepath.Join(out, "clusters"),
 				Preflight:    pf,
+				Soak:         soak, SoakInterval: soakEvery, SoakMinAvailability: soakMin,
 			})
 			if err != nil {
 				var he *engine.HostError
@@ -159,5 +181,8 @@ cannot be audited; off skips it.`,
 	cmd.Flags().StringArrayVar(&filters, "filter", nil, "run only matching cells: k8s=v1.37.2, arch=amd64, provider=kind, cni=flannel, <cni>=<version> (repeatable; all must match)")
 	cmd.Flags().IntVar(&parallel, "parallel", 1, "cells to run at once (each is a cluster: mind the cores)")
 	cmd.Flags().StringVar(&preflight, "preflight", string(engine.PreflightWarn), "audit each cell's images for its arch before creating its cluster: warn (record, run anyway), strict (fail the cell), off")
+	cmd.Flags().DurationVar(&soak, "soak", 0, "after a cell's checks pass, keep fetching nginx across nodes for this long (e.g. 10m, 10h) and record availability and latency")
+	cmd.Flags().DurationVar(&soakEvery, "soak-interval", time.Second, "how often the soak fetches nginx from every probe pod to every nginx pod on another node")
+	cmd.Flags().Float64Var(&soakMin, "soak-min-availability", 100, "percent of soak requests that must succeed for the cell to pass")
 	return cmd
 }

@@ -67,6 +67,16 @@ func TestRunBadInputExitsTwoAndCreatesNothing(t *testing.T) {
 			t.Errorf("exit %d, stderr %q", code, stderr)
 		}
 	})
+	for _, flags := range [][]string{
+		{"--soak", "-1s"},
+		{"--soak", "10s", "--soak-interval", "10s"},
+		{"--soak", "10s", "--soak-min-availability", "120"},
+	} {
+		code, stderr := runBad(t, append([]string{"run", writeFile(t, "name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\n")}, flags...)...)
+		if code != exitBadInput || !strings.Contains(stderr, "--soak") {
+			t.Errorf("%v: exit %d, stderr %q", flags, code, stderr)
+		}
+	}
 	if after := networks(t); after != before {
 		t.Errorf("bad input created Docker networks:\nbefore:\n%s\nafter:\n%s", before, after)
 	}

@@ -106,6 +106,8 @@ func archFindings(r matrix.Result) []archFinding {
 
 func classify(p matrix.Phase, text string) string {
 	t := strings.ToLower(text)
+	// "after-upgrade check:X" is check:X run again after an upgrade.
+	name := p.Name[strings.LastIndex(p.Name, " ")+1:]
 	switch {
 	case strings.Contains(t, "exec format error"):
 		return ExecFormat
@@ -121,11 +123,12 @@ func classify(p matrix.Phase, text string) string {
 		return KernelFeature
 	case p.Infra:
 		return Infra
-	case p.Name == "check:NodeArch":
+	case name == "check:NodeArch":
 		// A node that is not the arch it was made as: the harness's own
 		// promise (an arm64 cell on arm64 nodes) is broken.
 		return ArchMismatch
-	case isProbeCheck(p.Name):
+	case isProbeCheck(name) || name == "upgrade-availability" || name == "soak":
+		// Requests that failed while the CNI rolled, or during a soak.
 		return Connectivity
 	case strings.Contains(t, "deadline exceeded") || strings.Contains(t, "timed out") || strings.Contains(t, "timeout"):
 		return Timeout

@@ -13,6 +13,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/cnimatrix/cnimatrix/internal/archaudit"
 	"github.com/cnimatrix/cnimatrix/internal/checks"
@@ -30,6 +31,9 @@ type cellRun struct {
 	log    *logx.Logger
 	result *matrix.Result
 	audit  *archaudit.Report // the preflight's, saved with the artifacts
+	// collected: the artifacts were saved (an upgrade's failed install and
+	// the cell's end would both ask).
+	collected bool
 }
 
 // phase runs fn as a named phase and records it. A non-nil error ends the
@@ -190,29 +194,59 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 	}
 
 	// CNI install and readiness.
-	manifestPath := s.CNI.Manifests[cell.CNIVersion]
+	_, err = e.installCNI(ctx, run, cfg, client, cl, s, s.CNI.Manifests[cell.CNIVersion], timeouts.CNIReady, "")
+	if err != nil {
+		return res
+	}
+
+	// Checks.
+	env := e.checksEnv(client, cfg, cl, s, timeouts, log)
+	if failed := e.runChecks(ctx, run, env, "", timeouts.Checks); failed {
+		e.collect(ctx, run, cl, client)
+		return res
+	}
+	if cell.UpgradeTo != "" {
+		if !e.upgrade(ctx, run, cfg, client, cl, s, env, timeouts) {
+			e.collect(ctx, run, cl, client)
+			return res
+		}
+	}
+	if sk := e.soakFor(s); sk.Duration > 0 {
+		if err := e.soak(ctx, run, env, sk); err != nil {
+			e.collect(ctx, run, cl, client)
+		}
+	}
+	return res
+}
+
+// installCNI applies the manifest at path and waits until its workloads are
+// ready, as the phases "cni-install" and "cni-ready" with prefix before
+// their names (an upgrade's second install says so). It returns the
+// objects applied.
+func (e *Engine) installCNI(ctx context.Context, run *cellRun, cfg *rest.Config, client kubernetes.Interface, cl *cluster.Cluster, s *scenario.Scenario, path string, timeout time.Duration, prefix string) ([]*unstructured.Unstructured, error) {
+	log := run.log
 	var objs []*unstructured.Unstructured
-	if err := run.phase("cni-install", false, func() ([]matrix.Evidence, error) {
-		data, err := os.ReadFile(manifestPath)
+	if err := run.phase(prefix+"cni-install", false, func() ([]matrix.Evidence, error) {
+		data, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("read manifest: %w", err)
 		}
 		objs, err = install.ParseManifest(data)
 		if err != nil {
-			return nil, fmt.Errorf("parse %s: %w", manifestPath, err)
+			return nil, fmt.Errorf("parse %s: %w", path, err)
 		}
 		if n := OverrideImages(objs, s.CNI.ImageOverrides); n > 0 {
 			log.Infof("image overrides: replaced %d container images", n)
 		}
-		ictx, cancel := context.WithTimeout(ctx, timeouts.CNIReady)
+		ictx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		return []matrix.Evidence{{Check: "cni-install", Target: manifestPath, OK: true, Detail: fmt.Sprintf("%d objects applied", len(objs))}},
+		return []matrix.Evidence{{Check: prefix + "cni-install", Target: path, OK: true, Detail: fmt.Sprintf("%d objects applied", len(objs))}},
 			install.Apply(ictx, cfg, objs, install.ApplyOptions{FieldManager: "cnimatrix", Log: log})
 	}); err != nil {
-		return res
+		return nil, err
 	}
-	if err := run.phase("cni-ready", false, func() ([]matrix.Evidence, error) {
-		wctx, cancel := context.WithTimeout(ctx, timeouts.CNIReady)
+	if err := run.phase(prefix+"cni-ready", false, func() ([]matrix.Evidence, error) {
+		wctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		err := install.WaitReady(wctx, cfg, objs, install.ApplyOptions{FieldManager: "cnimatrix", Log: log})
 		var nr *install.NotReadyError
@@ -225,11 +259,13 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		return vmReadyEvidence(ctx, client, cl), nil
 	}); err != nil {
 		e.collect(ctx, run, cl, client)
-		return res
+		return nil, err
 	}
+	return objs, nil
+}
 
-	// Checks.
-	env := &checks.Env{
+func (e *Engine) checksEnv(client kubernetes.Interface, cfg *rest.Config, cl *cluster.Cluster, s *scenario.Scenario, timeouts scenario.Timeouts, log *logx.Logger) *checks.Env {
+	return &checks.Env{
 		Client: client, Config: cfg, Nodes: cl.Nodes, Namespace: "cnimatrix-checks",
 		NginxImage: NginxImage, ProbeImage: ProbeImage,
 		CNINamespace: s.CNI.Namespace, CNISelector: s.CNI.Selector,
@@ -238,23 +274,30 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		// its workloads): waiting for the namespace to go costs ~15 s for nothing.
 		KeepNamespace: true,
 	}
-	cctx, cancel := context.WithTimeout(ctx, 2*timeouts.Checks)
+}
+
+// runChecks runs the standard checks as phases "check:<name>" (prefix
+// before them) and reports whether one failed.
+func (e *Engine) runChecks(ctx context.Context, run *cellRun, env *checks.Env, prefix string, timeout time.Duration) (failed bool) {
+	cctx, cancel := context.WithTimeout(ctx, 2*timeout)
 	defer cancel()
-	failed := false
 	for _, cr := range checks.Run(cctx, env, checks.Default()) {
-		p := matrix.Phase{Name: "check:" + cr.Name, Outcome: matrix.Pass, Start: time.Now().Add(-cr.Duration), DurationMS: float64(cr.Duration) / float64(time.Millisecond)}
-		for _, ev := range cr.Evidence {
-			p.Evidence = append(p.Evidence, matrix.Evidence{Check: ev.Check, Source: ev.Source, Target: ev.Target, OK: ev.OK, Detail: ev.Detail, LatencyMS: float64(ev.Latency) / float64(time.Millisecond), Attempts: ev.Attempts})
-		}
+		p := matrix.Phase{Name: prefix + "check:" + cr.Name, Outcome: matrix.Pass, Start: time.Now().Add(-cr.Duration), DurationMS: float64(cr.Duration) / float64(time.Millisecond)}
+		p.Evidence = matrixEvidence(cr.Evidence)
 		if !cr.OK {
 			p.Outcome, p.Error, failed = matrix.Fail, cr.Err, true
 		}
-		res.Phases = append(res.Phases, p)
+		run.result.Phases = append(run.result.Phases, p)
 	}
-	if failed {
-		e.collect(ctx, run, cl, client)
+	return failed
+}
+
+func matrixEvidence(in []checks.Evidence) []matrix.Evidence {
+	var out []matrix.Evidence
+	for _, ev := range in {
+		out = append(out, matrix.Evidence{Check: ev.Check, Source: ev.Source, Target: ev.Target, OK: ev.OK, Detail: ev.Detail, LatencyMS: float64(ev.Latency) / float64(time.Millisecond), Attempts: ev.Attempts})
 	}
-	return res
+	return out
 }
 
 func (e *Engine) teardown(ctx context.Context, run *cellRun, prov cluster.Provider, cl *cluster.Cluster, workDir string) {

@@ -17,9 +17,10 @@ import (
 
 // collect saves the cell's artifacts before its cluster is deleted.
 func (e *Engine) collect(ctx context.Context, run *cellRun, cl *cluster.Cluster, client kubernetes.Interface) {
-	if e.opts.ArtifactsDir == "" {
+	if e.opts.ArtifactsDir == "" || run.collected {
 		return
 	}
+	run.collected = true
 	dir := filepath.Join(e.opts.ArtifactsDir, run.result.Cell.ID())
 	_ = run.phase("artifacts", true, func() ([]matrix.Evidence, error) {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)

@@ -47,6 +47,13 @@ type Options struct {
 	// Preflight says what a cell does with the audit of its images for its
 	// arch before creating a cluster; "" is PreflightWarn.
 	Preflight Preflight
+	// Soak, when > 0, keeps probing nginx across nodes for that long after
+	// a cell's checks passed, every SoakInterval (default 1s); the cell
+	// fails when availability is below SoakMinAvailability percent
+	// (default 100).
+	Soak                time.Duration
+	SoakInterval        time.Duration
+	SoakMinAvailability float64
 }
 
 // Engine is one run.

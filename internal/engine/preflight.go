@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/cnimatrix/cnimatrix/internal/archaudit"
 	"github.com/cnimatrix/cnimatrix/internal/artifacts"
 	"github.com/cnimatrix/cnimatrix/internal/diagnose"
@@ -55,27 +58,37 @@ const preflightTimeout = 3 * time.Minute
 func (e *Engine) preflight(ctx context.Context, s *scenario.Scenario, cell matrix.Cell, mode Preflight) ([]matrix.Evidence, *archaudit.Report, error) {
 	actx, cancel := context.WithTimeout(ctx, preflightTimeout)
 	defer cancel()
-	rep, err := auditManifest(actx, s.CNI.Manifests[cell.CNIVersion], s.CNI.ImageOverrides, cell.Arch, e.registry.Addr(), e.log)
+	paths := []string{s.CNI.Manifests[cell.CNIVersion]}
+	if cell.UpgradeTo != "" && s.Upgrade != nil {
+		// The version upgraded to runs on the same nodes: an upgrade to
+		// images without this arch is the regression to catch first.
+		paths = append(paths, s.Upgrade.Manifest)
+	}
+	rep, err := auditManifest(actx, paths, s.CNI.ImageOverrides, cell.Arch, e.registry.Addr(), e.log)
 	ev, verr := preflightVerdict(rep, err, cell.Arch, e.registry.Addr(), mode)
 	return ev, rep, verr
 }
 
-// auditManifest audits every image of the manifest at path for arch
+// auditManifest audits every image of the manifests at paths for arch
 // against the registry at addr, which serves upstream U's images under U/
 // (images.Registry's layout).
-func auditManifest(ctx context.Context, path string, overrides map[string]string, arch, addr string, log *logx.Logger) (*archaudit.Report, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read manifest: %w", err)
-	}
-	objs, err := install.ParseManifest(data)
-	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", path, err)
+func auditManifest(ctx context.Context, paths []string, overrides map[string]string, arch, addr string, log *logx.Logger) (*archaudit.Report, error) {
+	var objs []*unstructured.Unstructured
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read manifest: %w", err)
+		}
+		o, err := install.ParseManifest(data)
+		if err != nil {
+			return nil, fmt.Errorf("parse %s: %w", path, err)
+		}
+		objs = append(objs, o...)
 	}
 	OverrideImages(objs, overrides)
 	imgs, err := archaudit.ObjectImages(objs)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", strings.Join(paths, ", "), err)
 	}
 	return archaudit.Audit(ctx, imgs, arch, archaudit.Options{Mirrors: map[string]string{"*": "http://" + addr}, Log: log})
 }
@@ -160,14 +173,16 @@ func writeAudit(dir string, rep *archaudit.Report) error {
 	return artifacts.WriteRedacted(filepath.Join(dir, "preflight.json"), append(b, '\n'))
 }
 
-// pushFixtures pushes the seed fixtures (images.FlexvolImages) that the
+// pushFixtures pushes the seed fixtures (images.FlexvolImages) and the
+// offline CNI's other builds (images.FlannelRebuild) that the
 // scenario's manifests name into the run's registry, under the names the
 // manifests use. Unlike the harness's images they are never preloaded: the
 // nodes pull them. A manifest that cannot be read is left to the cell's
 // cni-install phase to report.
 func (e *Engine) pushFixtures(ctx context.Context, s *scenario.Scenario) error {
-	want := map[string]string{} // name in the manifest -> fixture
-	for _, path := range s.CNI.Manifests {
+	want := map[string]string{}   // name in the manifest -> fixture
+	builds := map[string]string{} // name in the manifest -> flannel build version
+	for _, path := range s.ManifestPaths() {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			continue
@@ -184,6 +199,16 @@ func (e *Engine) pushFixtures(ctx context.Context, s *scenario.Scenario) error {
 			if fx := images.FixtureRef(ref); fx != "" {
 				want[ref] = fx
 			}
+			if b := images.FlannelBuildFor(ref); b != "" && b != images.FlannelVersion {
+				builds[ref] = b // FlannelVersion is a harness image, pushed already
+			}
+		}
+	}
+	for ref, version := range builds {
+		if err := e.pushOnce(ctx, ref, func() (v1.ImageIndex, error) {
+			return e.cache.FlannelBuildIndex(ctx, version, ImageArches)
+		}); err != nil {
+			return err
 		}
 	}
 	if len(want) == 0 {
@@ -204,5 +229,27 @@ func (e *Engine) pushFixtures(ctx context.Context, s *scenario.Scenario) error {
 		}
 		e.pushed[ref] = true
 	}
+	return nil
+}
+
+// pushOnce pushes the image build makes under ref, unless this run pushed
+// ref already.
+func (e *Engine) pushOnce(ctx context.Context, ref string, build func() (v1.ImageIndex, error)) error {
+	e.mu.Lock()
+	done := e.pushed[ref]
+	e.mu.Unlock()
+	if done {
+		return nil
+	}
+	idx, err := build()
+	if err != nil {
+		return fmt.Errorf("image %s: %w", ref, err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.registry.Push(ctx, ref, idx); err != nil {
+		return fmt.Errorf("push %s: %w", ref, err)
+	}
+	e.pushed[ref] = true
 	return nil
 }

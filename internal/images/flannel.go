@@ -23,6 +23,35 @@ const FlannelVersion = "v0.28.10"
 // (fixtures/cni/flannel/kube-flannel.yaml) runs.
 const FlannelImageRef = "docker.io/cnimatrix/flannel:" + FlannelVersion
 
+// FlannelRebuild is a second build of the same flannel sources, told apart by
+// the version linked into flanneld (it logs it at start) and by its image
+// tag: upgrade-path cells upgrade from FlannelVersion to it offline, the way
+// a user upgrades from one CNI release to the next. Only the link step
+// differs, so it costs seconds once the first build is in Go's cache.
+const FlannelRebuild = FlannelVersion + "-rebuild"
+
+// FlannelRebuildRef is the image of FlannelRebuild, which
+// fixtures/cni/flannel/kube-flannel-rebuild.yaml runs.
+const FlannelRebuildRef = "docker.io/cnimatrix/flannel:" + FlannelRebuild
+
+// flannelBuilds are the versions Flanneld can link.
+var flannelBuilds = map[string]string{FlannelImageRef: FlannelVersion, FlannelRebuildRef: FlannelRebuild}
+
+// FlannelBuildFor returns the flannel build version an image reference (in
+// any spelling Docker accepts) names, or "" when it is not one of ours.
+func FlannelBuildFor(ref string) string {
+	c, err := CanonicalRef(ref)
+	if err != nil {
+		return ""
+	}
+	for r, v := range flannelBuilds {
+		if rc, _ := CanonicalRef(r); rc == c {
+			return v
+		}
+	}
+	return ""
+}
+
 // Where the flannel sources live in the repository.
 var (
 	flanneldModuleDir  = filepath.Join("fixtures", "cni", "flannel", "flanneld")
@@ -48,6 +77,12 @@ const flanneldRecipe = "flanneld/v1"
 // of the main module) for linux/arch and returns the binary's path. It is
 // cached by the module's content (go.mod, go.sum, *.go) and the Go version.
 func (c *Cache) Flanneld(ctx context.Context, arch string) (binPath string, err error) {
+	return c.flanneld(ctx, arch, FlannelVersion)
+}
+
+// flanneld builds flanneld with version linked in (FlannelVersion or
+// FlannelRebuild).
+func (c *Cache) flanneld(ctx context.Context, arch, version string) (binPath string, err error) {
 	if !archRe.MatchString(arch) {
 		return "", fmt.Errorf("build flanneld: invalid arch %q", arch)
 	}
@@ -64,9 +99,9 @@ func (c *Cache) Flanneld(ctx context.Context, arch string) (binPath string, err 
 	if err != nil {
 		return "", fmt.Errorf("build flanneld: %w", err)
 	}
-	key := Key(flanneldRecipe, gover, FlannelVersion, arch, sums)
-	dir, err := c.DoLocked(ctx, "go", "flanneld-"+FlannelVersion+"-"+arch, key, func(ctx context.Context, out string) (err error) {
-		done := c.Log.Phase(fmt.Sprintf("go build flanneld %s linux/%s", FlannelVersion, arch))
+	key := Key(flanneldRecipe, gover, version, arch, sums)
+	dir, err := c.DoLocked(ctx, "go", "flanneld-"+version+"-"+arch, key, func(ctx context.Context, out string) (err error) {
+		done := c.Log.Phase(fmt.Sprintf("go build flanneld %s linux/%s", version, arch))
 		defer func() { done(err) }()
 		stop := c.heartbeat("go build flanneld linux/" + arch)
 		defer stop()
@@ -74,12 +109,12 @@ func (c *Cache) Flanneld(ctx context.Context, arch string) (binPath string, err 
 		// source of versions and keeps the build from editing the tree.
 		_, err = c.runGo(ctx, modDir, flanneldBuildEnv(arch),
 			"build", "-trimpath",
-			"-ldflags=-s -w -X github.com/flannel-io/flannel/pkg/version.Version="+FlannelVersion,
+			"-ldflags=-s -w -X github.com/flannel-io/flannel/pkg/version.Version="+version,
 			"-o", filepath.Join(out, "flanneld"), ".")
 		return err
 	})
 	if err != nil {
-		return "", fmt.Errorf("build flanneld %s linux/%s: %w", FlannelVersion, arch, err)
+		return "", fmt.Errorf("build flanneld %s linux/%s: %w", version, arch, err)
 	}
 	return filepath.Join(dir, "flanneld"), nil
 }
@@ -137,14 +172,18 @@ const flannelImagePath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin
 // /opt/bin/flanneld and the entrypoint at /opt/bin/entrypoint.sh, which is
 // the image's entrypoint. The manifest passes flanneld's flags as args.
 func (c *Cache) FlannelImage(ctx context.Context, arch string, base v1.Layer) (v1.Image, error) {
+	return c.flannelImage(ctx, arch, base, FlannelVersion)
+}
+
+func (c *Cache) flannelImage(ctx context.Context, arch string, base v1.Layer, version string) (v1.Image, error) {
 	if base == nil {
 		return nil, fmt.Errorf("flannel image linux/%s: no base layer", arch)
 	}
-	bin, err := c.Flanneld(ctx, arch)
+	bin, err := c.flanneld(ctx, arch, version)
 	if err != nil {
 		return nil, err
 	}
-	layer, err := c.flannelLayer(ctx, arch, bin)
+	layer, err := c.flannelLayer(ctx, arch, bin, version)
 	if err != nil {
 		return nil, fmt.Errorf("flannel image linux/%s: %w", arch, err)
 	}
@@ -154,7 +193,7 @@ func (c *Cache) FlannelImage(ctx context.Context, arch string, base v1.Layer) (v
 		WorkingDir: "/",
 		Labels: map[string]string{
 			"org.opencontainers.image.title":   "cnimatrix flannel (offline CNI)",
-			"org.opencontainers.image.version": FlannelVersion,
+			"org.opencontainers.image.version": version,
 		},
 	})
 	if err != nil {
@@ -165,7 +204,7 @@ func (c *Cache) FlannelImage(ctx context.Context, arch string, base v1.Layer) (v
 
 // flannelLayer is the layer of /opt/bin/{flanneld,entrypoint.sh}, cached by
 // the content of both.
-func (c *Cache) flannelLayer(ctx context.Context, arch, flanneld string) (v1.Layer, error) {
+func (c *Cache) flannelLayer(ctx context.Context, arch, flanneld, version string) (v1.Layer, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -182,7 +221,7 @@ func (c *Cache) flannelLayer(ctx context.Context, arch, flanneld string) (v1.Lay
 	// so it identifies the binary's content.
 	scriptSum := sha256.Sum256(script)
 	key := Key(ociLayerRecipe, "flannel", arch, flanneld, fi.Size(), hex.EncodeToString(scriptSum[:]))
-	return c.ociCachedLayer(ctx, "flannel-"+FlannelVersion+"-"+arch, key, func(ctx context.Context, w io.Writer) error {
+	return c.ociCachedLayer(ctx, "flannel-"+version+"-"+arch, key, func(ctx context.Context, w io.Writer) error {
 		tw := tar.NewWriter(w)
 		small := LayerFiles{
 			"opt/":                  {Mode: os.ModeDir | 0o755},
@@ -203,15 +242,27 @@ func (c *Cache) flannelLayer(ctx context.Context, arch, flanneld string) (v1.Lay
 // FlannelIndex is the multi-arch flannel image (FlannelImageRef): one
 // FlannelImage per arch on that arch's iptables base layer.
 func (c *Cache) FlannelIndex(ctx context.Context, arches []string) (v1.ImageIndex, error) {
+	return c.FlannelBuildIndex(ctx, FlannelVersion, arches)
+}
+
+// FlannelBuildIndex is FlannelIndex for a build version of flannelBuilds.
+func (c *Cache) FlannelBuildIndex(ctx context.Context, version string, arches []string) (v1.ImageIndex, error) {
+	known := false
+	for _, v := range flannelBuilds {
+		known = known || v == version
+	}
+	if !known {
+		return nil, fmt.Errorf("flannel build %q: not one cnimatrix builds (%s, %s)", version, FlannelVersion, FlannelRebuild)
+	}
 	var perArch []v1.Image
 	for _, a := range arches {
 		base, err := c.IptablesBaseLayer(ctx, a)
 		if err != nil {
 			return nil, fmt.Errorf("iptables base for %s: %w", a, err)
 		}
-		img, err := c.FlannelImage(ctx, a, base)
+		img, err := c.flannelImage(ctx, a, base, version)
 		if err != nil {
-			return nil, fmt.Errorf("flannel image for %s: %w", a, err)
+			return nil, fmt.Errorf("flannel %s image for %s: %w", version, a, err)
 		}
 		perArch = append(perArch, img)
 	}

@@ -51,6 +51,9 @@ type Cell struct {
 	Provider   string `json:"provider"`
 	// Variant distinguishes cells that differ in something else (install method, registry, a fixture).
 	Variant string `json:"variant,omitempty"`
+	// UpgradeTo, on an upgrade-path cell, is the CNI version the cell
+	// upgrades to in place after CNIVersion passed its checks.
+	UpgradeTo string `json:"upgradeTo,omitempty"`
 }
 
 // ID is a stable, filesystem- and label-safe identifier of the cell.
@@ -59,7 +62,19 @@ func (c Cell) ID() string {
 	if c.Variant != "" {
 		id += "_" + c.Variant
 	}
+	if c.UpgradeTo != "" {
+		id += "_to-" + c.UpgradeTo
+	}
 	return id
+}
+
+// VersionLabel is the CNI version as a report shows it: "FROM → TO" on an
+// upgrade-path cell.
+func (c Cell) VersionLabel() string {
+	if c.UpgradeTo != "" {
+		return c.CNIVersion + " → " + c.UpgradeTo
+	}
+	return c.CNIVersion
 }
 
 func (c Cell) String() string { return c.ID() }

@@ -118,7 +118,7 @@ func buildPage(m *matrix.Matrix, pageDir string) (*htmlPage, error) {
 	var cols []htmlCol
 	at := map[rowKey]map[htmlCol]*htmlCell{}
 	for _, r := range m.Results {
-		rk := rowKey{r.CNI, r.CNIVersion, r.Variant}
+		rk := rowKey{r.CNI, r.VersionLabel(), r.Variant}
 		ck := htmlCol{r.Kubernetes, r.Arch, r.Provider}
 		if at[rk] == nil {
 			at[rk] = map[htmlCol]*htmlCell{}
@@ -418,7 +418,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 {{range .Cells}}<section class="detail o-{{.Outcome}}" id="{{.Anchor}}" data-detail="{{.ID}}">
 <h3><code>{{.ID}}</code> <span class="badge fill o-{{.Outcome}}">{{.Outcome}}</span><a class="top" href="#matrix">↑ matrix</a></h3>
 <dl class="facts">
-<dt>CNI</dt><dd>{{.CNI}} {{.CNIVersion}}{{if .Variant}} ({{.Variant}}){{end}}</dd>
+<dt>CNI</dt><dd>{{.CNI}} {{.VersionLabel}}{{if .Variant}} ({{.Variant}}){{end}}</dd>
 <dt>Kubernetes</dt><dd>{{.Kubernetes}} · {{.Arch}} · {{.Provider}}</dd>
 {{if .Fidelity}}<dt>Fidelity</dt><dd>{{.Fidelity}}</dd>
 {{end}}{{if .RootCause}}<dt>Root cause</dt><dd><strong>{{.RootCause}}</strong></dd>

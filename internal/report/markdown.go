@@ -33,7 +33,7 @@ func Markdown(w io.Writer, m *matrix.Matrix) error {
 	cols := map[colKey]bool{}
 	cells := map[string]map[colKey][]matrix.Result{}
 	for _, r := range m.Results {
-		row := r.CNI + " " + r.CNIVersion
+		row := r.CNI + " " + r.VersionLabel()
 		if r.Variant != "" {
 			row += " (" + r.Variant + ")"
 		}

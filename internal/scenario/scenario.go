@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,6 +46,44 @@ type Scenario struct {
 	// the first match winning, for scenarios whose cells differ on purpose
 	// (fixtures that pass on one arch and fail on the other).
 	CellExpects []CellExpect
+	// Upgrade, when set, makes every cell an upgrade-path cell: install the
+	// cell's version, check, upgrade in place to Upgrade.To, check again.
+	Upgrade *Upgrade
+	// Soak, when Duration > 0, probes nginx across nodes for that long
+	// after each cell's checks passed (cnimatrix run --soak overrides it).
+	Soak Soak
+}
+
+// Soak is the scenario's soak block.
+type Soak struct {
+	Duration, Interval time.Duration
+	MinAvailability    float64 // percent
+}
+
+// Upgrade is the scenario's upgrade block.
+type Upgrade struct {
+	To       string
+	Manifest string // TO's manifest (absolute path)
+	// ProbeInterval is how often nginx is probed across nodes during the
+	// upgrade window; MaxFailedProbes is how many failed probes the window
+	// may have and still pass (default 0: an upgrade must not drop traffic).
+	ProbeInterval   time.Duration
+	MaxFailedProbes int
+}
+
+// ManifestPaths is every manifest the scenario's cells may apply: the
+// versions' and the upgrade's, without repeats.
+func (s *Scenario) ManifestPaths() []string {
+	var out []string
+	for _, v := range s.CNI.Versions {
+		if p := s.CNI.Manifests[v]; p != "" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	if s.Upgrade != nil && !slices.Contains(out, s.Upgrade.Manifest) {
+		out = append(out, s.Upgrade.Manifest)
+	}
+	return out
 }
 
 // Expectation is what a cell's result should be.
@@ -215,7 +254,17 @@ type rawScenario struct {
 		ServiceTargetPort str `yaml:"serviceTargetPort"`
 	} `yaml:"checks"`
 	Variant str `yaml:"variant"`
-	Expect  struct {
+	Upgrade *struct {
+		To              str `yaml:"to"`
+		ProbeInterval   str `yaml:"probeInterval"`
+		MaxFailedProbes str `yaml:"maxFailedProbes"`
+	} `yaml:"upgrade"`
+	Soak *struct {
+		Duration        str `yaml:"duration"`
+		Interval        str `yaml:"interval"`
+		MinAvailability str `yaml:"minAvailability"`
+	} `yaml:"soak"`
+	Expect struct {
 		rawExpect `yaml:",inline"`
 		Cells     []rawCellExpect `yaml:"cells"`
 	} `yaml:"expect"`
@@ -300,8 +349,9 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 			v.add(file.Line, "cni.manifests: %s: %q is not a readable file", ver, file.V)
 			continue
 		}
-		if !slices.ContainsFunc(raw.CNI.Versions, func(s str) bool { return s.V == ver }) {
-			v.add(file.Line, "cni.manifests: %q is not one of cni.versions", ver)
+		isTo := raw.Upgrade != nil && raw.Upgrade.To.V == ver
+		if !isTo && !slices.ContainsFunc(raw.CNI.Versions, func(s str) bool { return s.V == ver }) {
+			v.add(file.Line, "cni.manifests: %q is not one of cni.versions (nor upgrade.to)", ver)
 		}
 		perVersion[ver] = p
 	}
@@ -320,6 +370,9 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 			}
 		}
 		s.CNI.Versions = append(s.CNI.Versions, ver.V)
+	}
+	if raw.Upgrade != nil {
+		s.Upgrade = v.upgrade(raw.Upgrade.To, raw.Upgrade.ProbeInterval, raw.Upgrade.MaxFailedProbes, s.CNI.Versions, perVersion[raw.Upgrade.To.V], override, cni, ok, repoRoot)
 	}
 	if ok {
 		s.CNI.Namespace, s.CNI.Selector = cni.Namespace, cni.Selector
@@ -430,6 +483,36 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 	if s.Variant != "" && !regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`).MatchString(s.Variant) {
 		v.add(raw.Variant.Line, "variant %q: use lower-case letters, digits and '-'", s.Variant)
 	}
+	if raw.Soak != nil {
+		s.Soak = Soak{Interval: time.Second, MinAvailability: 100}
+		for _, t := range []struct {
+			s    str
+			name string
+			dst  *time.Duration
+		}{{raw.Soak.Duration, "soak.duration", &s.Soak.Duration}, {raw.Soak.Interval, "soak.interval", &s.Soak.Interval}} {
+			if t.s.V == "" {
+				continue
+			}
+			d, err := time.ParseDuration(t.s.V)
+			if err != nil || d <= 0 {
+				v.add(t.s.Line, "%s %q: want a duration like 30s or 10h", t.name, t.s.V)
+				continue
+			}
+			*t.dst = d
+		}
+		if s.Soak.Duration == 0 {
+			v.add(raw.Soak.Duration.Line, "soak.duration is required in a soak block")
+		} else if s.Soak.Interval >= s.Soak.Duration {
+			v.add(raw.Soak.Interval.Line, "soak.interval %s must be shorter than soak.duration %s", s.Soak.Interval, s.Soak.Duration)
+		}
+		if m := raw.Soak.MinAvailability; m.V != "" {
+			f, err := strconv.ParseFloat(strings.TrimSuffix(m.V, "%"), 64)
+			if err != nil || f < 0 || f > 100 {
+				v.add(m.Line, "soak.minAvailability %q: want a percentage from 0 to 100", m.V)
+			}
+			s.Soak.MinAvailability = f
+		}
+	}
 	s.Expect = v.expectation("expect", raw.Expect.rawExpect, Expectation{Outcome: matrix.Pass})
 	for i, rc := range raw.Expect.Cells {
 		where := fmt.Sprintf("expect.cells[%d]", i)
@@ -462,6 +545,44 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 		return nil, v.errs
 	}
 	return s, nil
+}
+
+// upgrade reads the upgrade block. TO's manifest comes from cni.manifests,
+// else cni.manifest, else the catalog, as the versions' do.
+func (v *validator) upgrade(to, interval, maxFailed str, from []string, perVersion, override string, cni *catalog.CNI, cniKnown bool, repoRoot string) *Upgrade {
+	u := &Upgrade{To: to.V, ProbeInterval: time.Second}
+	switch {
+	case to.V == "":
+		v.add(to.Line, "upgrade.to is required: the CNI version each cell upgrades to")
+	case slices.Contains(from, to.V):
+		v.add(to.Line, "upgrade.to %q is also one of cni.versions: a cell would upgrade to the version it runs", to.V)
+	case perVersion != "":
+		u.Manifest = perVersion
+	case override != "":
+		u.Manifest = override
+	case cniKnown:
+		cv, known := cni.Version(to.V)
+		if !known {
+			v.add(to.Line, "upgrade.to: unknown %s version %q (known: %s; or give its file in cni.manifests)", cni.Name, to.V, strings.Join(cni.VersionNames(), ", "))
+		} else {
+			u.Manifest = filepath.Join(repoRoot, cv.Manifest)
+		}
+	}
+	if interval.V != "" {
+		d, err := time.ParseDuration(interval.V)
+		if err != nil || d < 100*time.Millisecond || d > time.Minute {
+			v.add(interval.Line, "upgrade.probeInterval %q: want a duration from 100ms to 1m", interval.V)
+		}
+		u.ProbeInterval = d
+	}
+	if maxFailed.V != "" {
+		n, err := strconv.Atoi(maxFailed.V)
+		if err != nil || n < 0 {
+			v.add(maxFailed.Line, "upgrade.maxFailedProbes %q: want a whole number, 0 or more", maxFailed.V)
+		}
+		u.MaxFailedProbes = n
+	}
+	return u
 }
 
 // expectation reads one expect block; def gives what it leaves out.
@@ -537,7 +658,11 @@ func (s *Scenario) Cells() []matrix.Cell {
 	for _, v := range s.CNI.Versions {
 		for _, k := range s.Kubernetes {
 			for _, a := range s.Arch {
-				out = append(out, matrix.Cell{CNI: s.CNI.Name, CNIVersion: v, Kubernetes: k, Arch: a, Provider: s.ProviderFor(a), Variant: s.Variant})
+				c := matrix.Cell{CNI: s.CNI.Name, CNIVersion: v, Kubernetes: k, Arch: a, Provider: s.ProviderFor(a), Variant: s.Variant}
+				if s.Upgrade != nil {
+					c.UpgradeTo = s.Upgrade.To
+				}
+				out = append(out, c)
 			}
 		}
 	}

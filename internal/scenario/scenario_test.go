@@ -293,3 +293,113 @@ func readObjects(t *testing.T, path string) []*unstructured.Unstructured {
 	}
 	return objs
 }
+
+func TestUpgradeAndSoak(t *testing.T) {
+	s, err := load(t, `
+name: up
+cni:
+  name: flannel
+  versions: [v0.28.10]
+upgrade:
+  to: v0.28.10-rebuild
+  probeInterval: 250ms
+  maxFailedProbes: 2
+soak:
+  duration: 10m
+  interval: 5s
+  minAvailability: 99.9%
+arch: amd64
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Upgrade == nil || s.Upgrade.To != "v0.28.10-rebuild" || s.Upgrade.ProbeInterval.String() != "250ms" || s.Upgrade.MaxFailedProbes != 2 ||
+		s.Upgrade.Manifest != "/repo/fixtures/cni/flannel/kube-flannel-rebuild.yaml" {
+		t.Errorf("upgrade = %+v", s.Upgrade)
+	}
+	if s.Soak.Duration.String() != "10m0s" || s.Soak.Interval.String() != "5s" || s.Soak.MinAvailability != 99.9 {
+		t.Errorf("soak = %+v", s.Soak)
+	}
+	cells := s.Cells()
+	if len(cells) != 1 || cells[0].UpgradeTo != "v0.28.10-rebuild" || !strings.HasSuffix(cells[0].ID(), "_to-v0.28.10-rebuild") {
+		t.Errorf("cells = %+v", cells)
+	}
+	if got := s.ManifestPaths(); len(got) != 2 || got[1] != s.Upgrade.Manifest {
+		t.Errorf("ManifestPaths = %v", got)
+	}
+
+	// Defaults: probe every second, no failed request allowed.
+	s, err = load(t, "name: up\ncni: {name: flannel, versions: [v0.28.10]}\nupgrade: {to: v0.28.10-rebuild}\narch: amd64\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Upgrade.ProbeInterval.String() != "1s" || s.Upgrade.MaxFailedProbes != 0 || s.Soak.Duration != 0 {
+		t.Errorf("defaults: upgrade %+v soak %+v", s.Upgrade, s.Soak)
+	}
+}
+
+func TestBadUpgradeAndSoak(t *testing.T) {
+	for _, c := range []struct{ body, want string }{
+		{"upgrade: {to: v9.9.9}", `s.yaml:5: upgrade.to: unknown flannel version "v9.9.9"`},
+		{"upgrade: {to: v0.28.10}", `upgrade.to "v0.28.10" is also one of cni.versions`},
+		{"upgrade: {probeInterval: 1s}", "upgrade.to is required"},
+		{"upgrade: {to: v0.28.10-rebuild, probeInterval: 5ms}", `upgrade.probeInterval "5ms": want a duration from 100ms to 1m`},
+		{"upgrade: {to: v0.28.10-rebuild, maxFailedProbes: -1}", `upgrade.maxFailedProbes "-1"`},
+		{"upgrade: {to: v0.28.10-rebuild, probes: 1}", `unknown field "probes"`},
+		{"soak: {interval: 1s}", "soak.duration is required"},
+		{"soak: {duration: 10s, interval: 10s}", "soak.interval 10s must be shorter than soak.duration 10s"},
+		{"soak: {duration: 1x}", `soak.duration "1x"`},
+		{"soak: {duration: 1m, minAvailability: 101}", `soak.minAvailability "101": want a percentage from 0 to 100`},
+	} {
+		_, err := load(t, "name: bad\ncni:\n  name: flannel\n  versions: [v0.28.10]\n"+c.body+"\narch: amd64\n")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s:\n got %v\nwant %q", c.body, err, c.want)
+		}
+	}
+}
+
+// TestRebuildManifestMatchesFlannel keeps the upgrade's TO manifest the
+// offline CNI's own, but for the image: an upgrade-path cell upgrades the
+// CNI's build, nothing else.
+func TestRebuildManifestMatchesFlannel(t *testing.T) {
+	root, err := images.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(name string) []*unstructured.Unstructured {
+		data, err := os.ReadFile(filepath.Join(root, "fixtures/cni/flannel", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := install.ParseManifest(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return objs
+	}
+	from, to := read("kube-flannel.yaml"), read("kube-flannel-rebuild.yaml")
+	if len(from) != len(to) {
+		t.Fatalf("%d objects, rebuild has %d", len(from), len(to))
+	}
+	swapped := 0
+	for i := range from {
+		a, b := from[i].DeepCopy(), to[i].DeepCopy()
+		if a.GetKind() == "DaemonSet" {
+			cs, _, _ := unstructured.NestedSlice(b.Object, "spec", "template", "spec", "containers")
+			for _, c := range cs {
+				m := c.(map[string]any)
+				if m["image"] == images.FlannelRebuildRef {
+					m["image"] = images.FlannelImageRef
+					swapped++
+				}
+			}
+			_ = unstructured.SetNestedSlice(b.Object, cs, "spec", "template", "spec", "containers")
+		}
+		if !reflect.DeepEqual(a.Object, b.Object) {
+			t.Errorf("object %d (%s %s) differs beyond the image", i, a.GetKind(), a.GetName())
+		}
+	}
+	if swapped != 1 {
+		t.Errorf("rebuild manifest runs %s in %d containers, want 1", images.FlannelRebuildRef, swapped)
+	}
+}

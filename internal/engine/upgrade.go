@@ -1,0 +1,137 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/cnimatrix/cnimatrix/internal/checks"
+	"github.com/cnimatrix/cnimatrix/internal/cluster"
+	"github.com/cnimatrix/cnimatrix/internal/matrix"
+	"github.com/cnimatrix/cnimatrix/internal/scenario"
+)
+
+// Phases of an upgrade-path cell, after the FROM version's checks passed.
+const (
+	PhaseUpgrade             = "upgrade"              // apply TO in place, wait for the rollout
+	PhaseUpgradeAvailability = "upgrade-availability" // nginx across nodes during that window
+	afterUpgradePrefix       = "after-upgrade "       // the checks again, on TO
+)
+
+// upgrade upgrades the cell's CNI in place to the scenario's upgrade.to the
+// way a manifest install is upgraded (apply the next release's manifest over
+// the running one), while a prober fetches nginx across nodes; then it runs
+// the checks again. It reports whether every phase passed.
+func (e *Engine) upgrade(ctx context.Context, run *cellRun, cfg *rest.Config, client kubernetes.Interface, cl *cluster.Cluster, s *scenario.Scenario, env *checks.Env, timeouts scenario.Timeouts) bool {
+	up := s.Upgrade
+	before, err := cniPods(ctx, client, s)
+	if err != nil {
+		_ = run.phase(PhaseUpgrade, false, func() ([]matrix.Evidence, error) { return nil, err })
+		return false
+	}
+	prober, err := checks.StartProber(ctx, env, up.ProbeInterval)
+	if err != nil {
+		_ = run.phase(PhaseUpgrade, false, func() ([]matrix.Evidence, error) { return nil, fmt.Errorf("start prober: %w", err) })
+		return false
+	}
+	run.log.Infof("upgrade %s → %s: probing nginx across nodes every %s", run.result.Cell.CNIVersion, up.To, up.ProbeInterval)
+	_, upErr := e.installCNI(ctx, run, cfg, client, cl, s, up.Manifest, timeouts.CNIReady, PhaseUpgrade+" ")
+	var rolled error
+	if upErr == nil {
+		rolled = run.phase(PhaseUpgrade, false, func() ([]matrix.Evidence, error) {
+			return rolloutEvidence(ctx, client, s, before)
+		})
+	}
+	// A few more rounds after the rollout: a CNI may drop traffic just
+	// after its pods turn ready (routes and rules being rewritten).
+	settle(ctx, 3*up.ProbeInterval)
+	st := prober.Stop()
+	availErr := run.phase(PhaseUpgradeAvailability, false, func() ([]matrix.Evidence, error) {
+		err := st.Judge(up.MaxFailedProbes)
+		return matrixEvidence(st.Evidence(PhaseUpgradeAvailability, err == nil)), err
+	})
+	if upErr != nil || rolled != nil {
+		return false
+	}
+	failed := e.runChecks(ctx, run, env, afterUpgradePrefix, timeouts.Checks)
+	return availErr == nil && !failed
+}
+
+func settle(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// cniPods lists the CNI's pods by the scenario's namespace and selector.
+func cniPods(ctx context.Context, client kubernetes.Interface, s *scenario.Scenario) ([]corev1.Pod, error) {
+	list, err := client.CoreV1().Pods(s.CNI.Namespace).List(ctx, metav1.ListOptions{LabelSelector: s.CNI.Selector})
+	if err != nil {
+		return nil, fmt.Errorf("list CNI pods in %s (%s): %w", s.CNI.Namespace, s.CNI.Selector, err)
+	}
+	return list.Items, nil
+}
+
+// rolloutEvidence says, for each CNI pod after the upgrade, which pod it
+// replaced (or that it is one from before) and what images it runs. An
+// upgrade that replaced no pod did not upgrade anything the checks could
+// tell apart, and fails: the cell would claim an upgrade it never tested.
+func rolloutEvidence(ctx context.Context, client kubernetes.Interface, s *scenario.Scenario, before []corev1.Pod) ([]matrix.Evidence, error) {
+	after, err := cniPods(ctx, client, s)
+	if err != nil {
+		return nil, err
+	}
+	old := map[types.UID]corev1.Pod{}
+	oldOn := map[string][]string{} // node -> pods before
+	for _, p := range before {
+		old[p.UID] = p
+		oldOn[p.Spec.NodeName] = append(oldOn[p.Spec.NodeName], fmt.Sprintf("%s [%s]", p.Name, strings.Join(podImages(p), ", ")))
+	}
+	var ev []matrix.Evidence
+	replaced, kept := 0, 0
+	for _, p := range after {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		e := matrix.Evidence{Check: PhaseUpgrade, Source: p.Spec.NodeName, Target: p.Name, OK: true}
+		if _, ok := old[p.UID]; ok {
+			kept++
+			e.Detail = fmt.Sprintf("kept from before the upgrade, runs %s", strings.Join(podImages(p), ", "))
+		} else {
+			replaced++
+			e.Detail = fmt.Sprintf("new, runs %s; on this node before: %s", strings.Join(podImages(p), ", "), strings.Join(orNone(oldOn[p.Spec.NodeName]), "; "))
+		}
+		ev = append(ev, e)
+	}
+	slices.SortFunc(ev, func(a, b matrix.Evidence) int { return strings.Compare(a.Source+a.Target, b.Source+b.Target) })
+	if replaced == 0 {
+		return ev, fmt.Errorf("the upgrade replaced none of the %d CNI pods (%d kept): TO runs the same pods as FROM, so nothing was upgraded", len(before), kept)
+	}
+	return ev, nil
+}
+
+func podImages(p corev1.Pod) []string {
+	var out []string
+	for _, c := range p.Spec.Containers {
+		out = append(out, c.Image)
+	}
+	return out
+}
+
+func orNone(xs []string) []string {
+	if len(xs) == 0 {
+		return []string{"none"}
+	}
+	return xs
+}
