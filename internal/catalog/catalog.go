@@ -19,6 +19,9 @@ var catalogYAML []byte
 type Catalog struct {
 	Kubernetes []KubernetesVersion `yaml:"kubernetes"`
 	CNIs       []CNI               `yaml:"cnis"`
+	// Calico is calico.yaml; Load also lists it in CNIs as "calico", so
+	// scenarios name it like any other CNI.
+	Calico *Calico `yaml:"-"`
 }
 
 // KubernetesVersion is a Kubernetes release the harness can build.
@@ -42,6 +45,9 @@ type CNIVersion struct {
 	Version  string   `yaml:"version"`
 	Manifest string   `yaml:"manifest"`
 	Images   []string `yaml:"images"`
+	// Remote, instead of Manifest, are files to download and apply in
+	// order (Calico's versions); they come from calico.yaml.
+	Remote []RemoteFile `yaml:"-"`
 }
 
 // Load parses the embedded catalog.
@@ -55,6 +61,11 @@ func Load() (*Catalog, error) {
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("catalog.yaml: %w", err)
 	}
+	cal, err := LoadCalico()
+	if err != nil {
+		return nil, err
+	}
+	c.addCalico(cal)
 	return &c, nil
 }
 
@@ -81,8 +92,8 @@ func (c *Catalog) validate() error {
 			return fmt.Errorf("cni %q: name, namespace and selector are required", n.Name)
 		}
 		for _, v := range n.Versions {
-			if v.Version == "" || v.Manifest == "" {
-				return fmt.Errorf("cni %s: every version needs version and manifest", n.Name)
+			if v.Version == "" || (v.Manifest == "") == (len(v.Remote) == 0) {
+				return fmt.Errorf("cni %s: every version needs version and manifest (or remote files, not both)", n.Name)
 			}
 		}
 	}
