@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cnimatrix/cnimatrix/internal/scenario"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -91,7 +94,14 @@ Exit status: 0 all cells as expected, 1 some cell not as expected,
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "print detail lines, not only one line per phase")
 	root.PersistentFlags().StringVar(&g.cacheDir, "cache", "", "build cache directory (default $CNIMATRIX_CACHE or ~/.cache/cnimatrix)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(g), newReportCmd(), newDiffCmd(), newImagesCmd(g), newVersionCmd(), newGCCmd(g), newAuditCmd(g))
+	// Scenarios resolve downloaded manifests (Calico) from the cache that
+	// --cache names, like every other cached input.
+	root.PersistentPreRun = func(*cobra.Command, []string) {
+		if g.cacheDir != "" {
+			scenario.ManifestCacheDir = filepath.Join(g.cacheDir, "manifests")
+		}
+	}
+	root.AddCommand(newRunCmd(g), newReportCmd(), newDiffCmd(), newImagesCmd(g), newVersionCmd(), newGCCmd(g), newAuditCmd(g), newCatalogCmd(g))
 	return root
 }
 

@@ -365,6 +365,12 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 				s.CNI.Manifests[ver.V] = override
 			case !known:
 				v.add(ver.Line, "unknown %s version %q (known: %s; or give cni.manifest or cni.manifests)", cni.Name, ver.V, strings.Join(cni.VersionNames(), ", "))
+			case len(cv.Remote) > 0:
+				p, err := remoteManifest(cni.Name, cv)
+				if err != nil {
+					v.add(ver.Line, "%v", err)
+				}
+				s.CNI.Manifests[ver.V] = p
 			default:
 				s.CNI.Manifests[ver.V] = filepath.Join(repoRoot, cv.Manifest)
 			}

@@ -1,0 +1,302 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cnimatrix/cnimatrix/internal/calico"
+	"github.com/cnimatrix/cnimatrix/internal/catalog"
+	"github.com/cnimatrix/cnimatrix/internal/images"
+	"github.com/cnimatrix/cnimatrix/internal/install"
+	"github.com/cnimatrix/cnimatrix/internal/manifestcache"
+)
+
+// catalogSource is where the catalog commands read the Calico catalog: a
+// file given with --file, else the embedded copy.
+type catalogSource struct {
+	file string
+}
+
+func (s *catalogSource) load() (*catalog.Calico, []byte, error) {
+	if s.file == "" {
+		c, err := catalog.LoadCalico()
+		return c, nil, err
+	}
+	data, err := os.ReadFile(s.file)
+	if err != nil {
+		return nil, nil, usageError{fmt.Errorf("calico catalog: %w", err)}
+	}
+	c, err := catalog.ParseCalico(data)
+	if err != nil {
+		return nil, nil, usageError{fmt.Errorf("%s: %w", s.file, err)}
+	}
+	return c, data, nil
+}
+
+// catalogHTTPClient downloads the catalog's files; nil is manifestcache's
+// default. Tests point it at an httptest TLS server's client, since the
+// catalog accepts https URLs only.
+var catalogHTTPClient *http.Client
+
+func manifestCache(g *globalFlags) *manifestcache.Cache {
+	dir := ""
+	if g.cacheDir != "" {
+		dir = filepath.Join(g.cacheDir, "manifests")
+	}
+	c := manifestcache.New(dir)
+	c.Client = catalogHTTPClient
+	return c
+}
+
+func newCatalogCmd(g *globalFlags) *cobra.Command {
+	src := &catalogSource{}
+	cmd := &cobra.Command{
+		Use:   "catalog",
+		Short: "List the Calico catalog: versions, Kubernetes support, arm64 notes, pins",
+		Long: `Catalog lists the Calico versions cnimatrix knows (internal/catalog/calico.yaml,
+embedded in the binary): the Kubernetes minors each release was tested
+against, how its images reach arm64 nodes, the upstream arm64 issues that hit
+it, and how many of its downloaded files have a pinned sha256.
+
+A run applies only pinned manifests: 'catalog update --write' pins them (it
+needs the internet) and 'catalog fetch' puts pinned files into the manifest
+cache, after which runs work offline.`,
+		Example: `  cnimatrix catalog
+  cnimatrix catalog update
+  cnimatrix catalog update --write
+  cnimatrix catalog fetch v3.32.1`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, _, err := src.load()
+			if err != nil {
+				return err
+			}
+			return printCatalog(cmd.OutOrStdout(), c)
+		},
+	}
+	cmd.PersistentFlags().StringVar(&src.file, "file", "", "read the Calico catalog from this file instead of the embedded copy")
+	cmd.AddCommand(newCatalogUpdateCmd(g, src), newCatalogFetchCmd(g, src))
+	return cmd
+}
+
+func printCatalog(w io.Writer, c *catalog.Calico) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tKUBERNETES\tPINNED\tARM64")
+	for _, v := range c.Versions {
+		pinned := 0
+		for _, f := range v.Files() {
+			if f.Pinned() {
+				pinned++
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\n", v.Version, v.KubernetesRange(), pinned, len(v.Files()), v.Arm64)
+		for _, is := range v.Arm64Issues {
+			fixed := ""
+			if is.FixedIn != "" {
+				fixed = " (fixed in " + is.FixedIn + ")"
+			}
+			fmt.Fprintf(tw, "\t\t\t  %s%s: %s\n", is.Ref, fixed, is.Summary)
+		}
+	}
+	return tw.Flush()
+}
+
+func newCatalogUpdateCmd(g *globalFlags, src *catalogSource) *cobra.Command {
+	var write bool
+	cmd := &cobra.Command{
+		Use:   "update [VERSION...]",
+		Short: "Download every file of the catalog, show how the sha256 pins would change; --write rewrites them",
+		Long: `Update downloads each file of the Calico catalog (all versions, or those
+named), into the manifest cache, and prints per file: its pin, the sum of
+the download, and whether it is new, unchanged or CHANGED. For calico.yaml
+files it also compares the images the manifest uses with the catalog's list.
+
+A changed pin is never taken silently: update only reports it, and --write
+rewrites the sha256 fields of the catalog file (--file, default
+internal/catalog/calico.yaml of the source tree), leaving everything else in
+the file as it is. Rebuild cnimatrix afterwards: the binary embeds the catalog.
+
+It needs the internet; each file that cannot be fetched is listed with its
+URL and error, and the command fails.`,
+		Example: `  cnimatrix catalog update
+  cnimatrix catalog update v3.32.1 --write`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if write && src.file == "" {
+				root, err := images.RepoRoot()
+				if err != nil {
+					return usageError{fmt.Errorf("--write rewrites the catalog in the source tree: %w (or give --file)", err)}
+				}
+				src.file = filepath.Join(root, catalog.CalicoFile)
+			}
+			c, data, err := src.load()
+			if err != nil {
+				return err
+			}
+			versions, err := pickVersions(c, args)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			cache := manifestCache(g)
+			pins := map[string]string{}
+			var failed []error
+			changed := 0
+			for _, v := range versions {
+				for _, f := range v.Files() {
+					r, err := cache.Fetch(cmd.Context(), f.URL, "")
+					if err != nil {
+						failed = append(failed, fmt.Errorf("%s %s: %w", v.Version, f.Name(), err))
+						fmt.Fprintf(out, "%s %s: FAILED: %v\n", v.Version, f.Name(), err)
+						continue
+					}
+					switch {
+					case f.SHA256 == r.SHA256:
+						fmt.Fprintf(out, "%s %s: unchanged %s\n", v.Version, f.Name(), r.SHA256)
+					case f.SHA256 == "":
+						changed++
+						pins[f.URL] = r.SHA256
+						fmt.Fprintf(out, "%s %s: new pin %s\n", v.Version, f.Name(), r.SHA256)
+					default:
+						changed++
+						pins[f.URL] = r.SHA256
+						fmt.Fprintf(out, "%s %s: CHANGED upstream: pinned %s, now %s (%s)\n", v.Version, f.Name(), f.SHA256, r.SHA256, f.URL)
+					}
+					if slices.Contains(v.Manifests, *f) {
+						if d := imageDiff(r.Path, v.Images); d != "" {
+							fmt.Fprintf(out, "%s %s: images differ from the catalog: %s\n", v.Version, f.Name(), d)
+						}
+					}
+				}
+			}
+			switch {
+			case changed == 0 && len(failed) == 0:
+				fmt.Fprintln(out, "no pin to change")
+			case changed == 0:
+			case !write:
+				fmt.Fprintf(out, "%d pins would change; rerun with --write to rewrite them\n", changed)
+			default:
+				nd, err := catalog.RewriteCalicoPins(data, pins)
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(src.file, nd, 0o644); err != nil {
+					return fmt.Errorf("write catalog: %w", err)
+				}
+				fmt.Fprintf(out, "wrote %d pins to %s; rebuild cnimatrix to embed them\n", len(pins), src.file)
+			}
+			if len(failed) > 0 {
+				return fmt.Errorf("%d of the catalog's files could not be fetched (this needs the internet):\n%w", len(failed), errors.Join(failed...))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&write, "write", false, "rewrite the sha256 pins in the catalog file")
+	return cmd
+}
+
+// imageDiff compares the images a downloaded manifest uses with the
+// catalog's list for it; "" when they agree.
+func imageDiff(path string, want []string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	objs, err := install.ParseManifest(data)
+	if err != nil {
+		return "cannot parse the manifest: " + err.Error()
+	}
+	got := calico.Images(objs)
+	var extra, missing []string
+	for _, im := range got {
+		if !slices.Contains(want, im) {
+			extra = append(extra, im)
+		}
+	}
+	for _, im := range want {
+		if !slices.Contains(got, im) {
+			missing = append(missing, im)
+		}
+	}
+	var parts []string
+	if len(extra) > 0 {
+		parts = append(parts, "manifest also uses "+strings.Join(extra, ", "))
+	}
+	if len(missing) > 0 {
+		parts = append(parts, "manifest does not use "+strings.Join(missing, ", "))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func pickVersions(c *catalog.Calico, names []string) ([]*catalog.CalicoVersion, error) {
+	if len(names) == 0 {
+		out := make([]*catalog.CalicoVersion, len(c.Versions))
+		for i := range c.Versions {
+			out[i] = &c.Versions[i]
+		}
+		return out, nil
+	}
+	var out []*catalog.CalicoVersion
+	for _, n := range names {
+		v, err := c.Version(n)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func newCatalogFetchCmd(g *globalFlags, src *catalogSource) *cobra.Command {
+	return &cobra.Command{
+		Use:   "fetch [VERSION...]",
+		Short: "Download the catalog's files into the manifest cache, checked against their pins",
+		Long: `Fetch puts the files of the named Calico versions (default all) into the
+manifest cache, so runs can use them offline. A pinned file already cached
+is not downloaded again; a download whose sha256 differs from its pin is an
+error and is not cached. Unpinned files are downloaded with a warning, but a
+run still refuses them until they are pinned ('catalog update --write').`,
+		Example: `  cnimatrix catalog fetch v3.32.1 v3.31.7`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, _, err := src.load()
+			if err != nil {
+				return err
+			}
+			versions, err := pickVersions(c, args)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			cache := manifestCache(g)
+			var failed []error
+			for _, v := range versions {
+				for _, f := range v.Files() {
+					r, err := cache.Fetch(cmd.Context(), f.URL, f.SHA256)
+					switch {
+					case err != nil:
+						failed = append(failed, fmt.Errorf("%s %s: %w", v.Version, f.Name(), err))
+						fmt.Fprintf(out, "%s %s: FAILED: %v\n", v.Version, f.Name(), err)
+					case r.Warning != "":
+						fmt.Fprintf(out, "%s %s: %s\n", v.Version, f.Name(), r.Warning)
+					case r.FromCache:
+						fmt.Fprintf(out, "%s %s: cached %s\n", v.Version, f.Name(), r.Path)
+					default:
+						fmt.Fprintf(out, "%s %s: downloaded %s\n", v.Version, f.Name(), r.Path)
+					}
+				}
+			}
+			if len(failed) > 0 {
+				return fmt.Errorf("%d files not fetched:\n%w", len(failed), errors.Join(failed...))
+			}
+			return nil
+		},
+	}
+}
