@@ -114,3 +114,26 @@ func TestCalicoUnknownVersion(t *testing.T) {
 		t.Errorf("unknown calico version: %v", err)
 	}
 }
+
+func TestCalicoUpgradeToResolvesFromCache(t *testing.T) {
+	a := []byte("kind: ConfigMap\napiVersion: v1\nmetadata: {name: calico-config}\n")
+	b := []byte("kind: Service\napiVersion: v1\nmetadata: {name: calico-etcd}\n")
+	dir := t.TempDir()
+	ManifestCacheDir = dir
+	t.Cleanup(func() { ManifestCacheDir = "" })
+	p := filepath.Join(t.TempDir(), "s.yaml")
+	os.WriteFile(p, []byte("name: c\ncni:\n  name: calico\n  versions: [v3.2.99]\nkubernetes: [v1.37.2]\narch: [amd64]\nupgrade:\n  to: v3.99.1\n"), 0o644)
+	seed(t, dir, b)
+	_, err := Load(p, remoteCatalog(a, b), "/repo")
+	if err == nil || !strings.Contains(err.Error(), "upgrade.to: calico v3.99.1: manifest not in the manifest cache") {
+		t.Fatalf("uncached upgrade target: %v", err)
+	}
+	seed(t, dir, a)
+	s, err := Load(p, remoteCatalog(a, b), "/repo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Upgrade == nil || s.Upgrade.Manifest != filepath.Join(dir, "sha256", manifestcache.Sum(a)) {
+		t.Errorf("upgrade manifest: %+v", s.Upgrade)
+	}
+}

@@ -570,6 +570,12 @@ func (v *validator) upgrade(to, interval, maxFailed str, from []string, perVersi
 		cv, known := cni.Version(to.V)
 		if !known {
 			v.add(to.Line, "upgrade.to: unknown %s version %q (known: %s; or give its file in cni.manifests)", cni.Name, to.V, strings.Join(cni.VersionNames(), ", "))
+		} else if len(cv.Remote) > 0 {
+			p, err := remoteManifest(cni.Name, cv)
+			if err != nil {
+				v.add(to.Line, "upgrade.to: %v", err)
+			}
+			u.Manifest = p
 		} else {
 			u.Manifest = filepath.Join(repoRoot, cv.Manifest)
 		}
