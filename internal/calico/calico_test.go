@@ -387,3 +387,19 @@ func mustYAML(t *testing.T, u *Object) []byte {
 	}
 	return y
 }
+
+func TestConfigureAllOrSaysWhy(t *testing.T) {
+	objs := load(t, "calico-v3.28-shaped.yaml")
+	if err := Configure(objs, Options{PodCIDR: "10.244.0.0/16", Encapsulation: VXLAN, MTU: 1400, Registry: "quay.io"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range Images(objs) {
+		if !strings.HasPrefix(img, "quay.io/calico/") {
+			t.Errorf("image %s not moved to quay.io", img)
+		}
+	}
+	old := load(t, "calico-v3.2-shaped.yaml")
+	if err := Configure(old, Options{PodCIDR: "10.244.0.0/16", Encapsulation: VXLAN}); err == nil {
+		t.Error("v3.2 took VXLAN")
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/cnimatrix/cnimatrix/internal/archaudit"
+	"github.com/cnimatrix/cnimatrix/internal/calico"
 	"github.com/cnimatrix/cnimatrix/internal/checks"
 	"github.com/cnimatrix/cnimatrix/internal/cluster"
 	"github.com/cnimatrix/cnimatrix/internal/diagnose"
@@ -237,6 +238,11 @@ func (e *Engine) installCNI(ctx context.Context, run *cellRun, cfg *rest.Config,
 		}
 		if n := OverrideImages(objs, s.CNI.ImageOverrides); n > 0 {
 			log.Infof("image overrides: replaced %d container images", n)
+		}
+		if s.CNI.Calico != nil {
+			if err := calico.Configure(objs, *s.CNI.Calico); err != nil {
+				return nil, fmt.Errorf("configure %s: %w", path, err)
+			}
 		}
 		ictx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()

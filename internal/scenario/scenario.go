@@ -19,7 +19,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/cnimatrix/cnimatrix/internal/calico"
 	"github.com/cnimatrix/cnimatrix/internal/catalog"
+	"github.com/cnimatrix/cnimatrix/internal/install"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
 )
 
@@ -152,6 +154,9 @@ type CNISpec struct {
 	// ImageOverrides replaces container images of the manifest before it is
 	// applied (image -> replacement), e.g. to point at another registry.
 	ImageOverrides map[string]string
+	// Calico, for cni.name calico, edits calico.yaml before it is applied
+	// (its PodCIDR is the scenario's podSubnet).
+	Calico *calico.Options
 }
 
 // Timeouts bound each wait of a cell.
@@ -238,6 +243,12 @@ type rawScenario struct {
 		Selector  str            `yaml:"selector"`
 		// ImageOverrides: image -> replacement.
 		ImageOverrides map[string]str `yaml:"imageOverrides"`
+		// Calico: options of a calico.yaml install.
+		Calico *struct {
+			Encapsulation str `yaml:"encapsulation"`
+			MTU           str `yaml:"mtu"`
+			Registry      str `yaml:"registry"`
+		} `yaml:"calico"`
 	} `yaml:"cni"`
 	Kubernetes    strs `yaml:"kubernetes"`
 	Arch          strs `yaml:"arch"`
@@ -460,6 +471,10 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 		}
 	}
 
+	if c := raw.CNI.Calico; c != nil {
+		s.CNI.Calico = v.calicoOptions(c.Encapsulation, c.MTU, c.Registry, s)
+	}
+
 	// Timeouts
 	s.Timeouts = Timeouts{Cluster: 6 * time.Minute, CNIReady: 5 * time.Minute, Checks: 5 * time.Minute}
 	for _, t := range []struct {
@@ -595,6 +610,49 @@ func (v *validator) upgrade(to, interval, maxFailed str, from []string, perVersi
 		u.MaxFailedProbes = n
 	}
 	return u
+}
+
+// calicoOptions reads cni.calico and tries the edits on every manifest the
+// scenario applies, so that an option a version's manifest cannot take
+// (VXLAN on v3.2, an MTU of "auto" before v3.19) is an error of the
+// scenario file, before any cluster exists.
+func (v *validator) calicoOptions(encap, mtu, registry str, s *Scenario) *calico.Options {
+	o := &calico.Options{PodCIDR: s.PodSubnet, Registry: registry.V}
+	if s.CNI.Name != "calico" {
+		v.add(encap.Line, "cni.calico: only for cni.name calico, not %q", s.CNI.Name)
+		return o
+	}
+	if encap.V != "" {
+		e, err := calico.ParseEncapsulation(encap.V)
+		if err != nil {
+			v.add(encap.Line, "cni.calico.%v", err)
+		}
+		o.Encapsulation = e
+	}
+	if mtu.V != "" {
+		n, err := strconv.Atoi(mtu.V)
+		if err != nil {
+			v.add(mtu.Line, "cni.calico.mtu %q: want a number (0 = auto)", mtu.V)
+		}
+		o.MTU = n
+	}
+	if len(v.errs) > 0 {
+		return o
+	}
+	for _, path := range s.ManifestPaths() {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue // reported where the manifest was resolved
+		}
+		objs, err := install.ParseManifest(data)
+		if err == nil {
+			err = calico.Configure(objs, *o)
+		}
+		if err != nil {
+			v.add(encap.Line, "cni.calico: %s: %v", path, err)
+		}
+	}
+	return o
 }
 
 // expectation reads one expect block; def gives what it leaves out.

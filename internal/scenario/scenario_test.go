@@ -403,3 +403,33 @@ func TestRebuildManifestMatchesFlannel(t *testing.T) {
 		t.Errorf("rebuild manifest runs %s in %d containers, want 1", images.FlannelRebuildRef, swapped)
 	}
 }
+
+func TestCalicoOptionsTriedOnTheManifests(t *testing.T) {
+	root, err := images.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixtures := filepath.Join(root, "internal/calico/testdata")
+	body := func(opts string) string {
+		return "name: c\ncni:\n  name: calico\n  versions: [old, new]\n  manifests:\n    old: " + fixtures + "/calico-v3.2-shaped.yaml\n    new: " + fixtures + "/calico-v3.28-shaped.yaml\n" + opts + "arch: amd64\npodSubnet: 10.244.0.0/16\n"
+	}
+	s, err := load(t, body("  calico: {encapsulation: IPIP, registry: quay.io}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.CNI.Calico; c == nil || c.Encapsulation != "IPIP" || c.PodCIDR != "10.244.0.0/16" || c.Registry != "quay.io" {
+		t.Errorf("calico options = %+v", s.CNI.Calico)
+	}
+	for _, c := range []struct{ opts, want string }{
+		{"  calico: {encapsulation: VXLAN}\n", "s.yaml:8: cni.calico: " + fixtures + "/calico-v3.2-shaped.yaml: "},
+		{"  calico: {encapsulation: GRE}\n", `s.yaml:8: cni.calico.encapsulation "GRE": want one of IPIP, VXLAN, VXLANCrossSubnet, None`},
+		{"  calico: {mtu: big}\n", `cni.calico.mtu "big"`},
+	} {
+		if _, err := load(t, body(c.opts)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want %q", c.opts, err, c.want)
+		}
+	}
+	if _, err := load(t, "name: f\ncni:\n  name: flannel\n  versions: [v0.28.10]\n  calico: {encapsulation: VXLAN}\narch: amd64\n"); err == nil || !strings.Contains(err.Error(), `only for cni.name calico, not "flannel"`) {
+		t.Errorf("flannel with cni.calico: %v", err)
+	}
+}

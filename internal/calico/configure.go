@@ -1,0 +1,43 @@
+package calico
+
+import "fmt"
+
+// Options are a scenario's settings for a calico.yaml install.
+type Options struct {
+	// PodCIDR is the cluster's podSubnet: the pool must equal it.
+	PodCIDR string
+	// Encapsulation of the default pool; "" keeps the manifest's.
+	Encapsulation Encapsulation
+	// MTU of the pod interfaces; 0 keeps the manifest's.
+	MTU int
+	// Registry all Calico images are pulled from ("docker.io", "quay.io"
+	// or a mirror); "" keeps the manifest's.
+	Registry string
+}
+
+// Configure applies o to a parsed calico.yaml, every edit or none said
+// why: the order is the one a person editing by hand would follow, and
+// each error names the option that the manifest cannot take.
+func Configure(objs []*Object, o Options) error {
+	if o.PodCIDR != "" {
+		if err := SetPodCIDR(objs, o.PodCIDR); err != nil {
+			return err
+		}
+	}
+	if o.Encapsulation != "" {
+		if err := SetEncapsulation(objs, o.Encapsulation); err != nil {
+			return err
+		}
+	}
+	if o.MTU != 0 {
+		if err := SetMTU(objs, o.MTU); err != nil {
+			return err
+		}
+	}
+	if o.Registry != "" {
+		if _, err := SetRegistry(objs, o.Registry, CalicoImages); err != nil {
+			return fmt.Errorf("registry: %w", err)
+		}
+	}
+	return nil
+}
