@@ -138,7 +138,9 @@ func policyTarget(d *deployed) *corev1.Pod {
 
 // until requests url from src, one attempt at a time, until cond holds for
 // the outcome or wait is over. It returns the last outcome, the number of
-// requests and how long it took.
+// requests and how long it took. An exec that failed (API server, kubelet)
+// is no outcome of the request and is only retried: it must not pass for a
+// request the policy blocked.
 func (NetworkPolicy) until(ctx context.Context, env *Env, src *corev1.Pod, url string, wait time.Duration, cond func(httpProbe) bool) (httpProbe, int, time.Duration, bool) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -148,8 +150,12 @@ func (NetworkPolicy) until(ctx context.Context, env *Env, src *corev1.Pod, url s
 	n := 0
 	for {
 		n++
-		last = env.curlFrom(ctx, src, url, 1)
-		if cond(last) {
+		actx, acancel := context.WithTimeout(ctx, probeMaxTime*time.Second+execSlack)
+		out := env.exec(actx, src, curlArgv(url)...)
+		acancel()
+		last = parseCurl(out)
+		last.Attempts = 1
+		if out.Err == nil && cond(last) {
 			return last, n, time.Since(t0), true
 		}
 		t := time.NewTimer(b.Step())
