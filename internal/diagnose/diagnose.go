@@ -119,7 +119,7 @@ func classify(p matrix.Phase, text string) string {
 		return CrashLoop
 	case strings.Contains(t, "network plugin not initialized") || strings.Contains(t, "cni plugin not initialized") || strings.Contains(t, "networkpluginnotready"):
 		return CNINotReady
-	case strings.Contains(t, "module") && (strings.Contains(t, "not found") || strings.Contains(t, "ipip")):
+	case strings.Contains(t, "kernel-feature:") || strings.Contains(t, "module") && (strings.Contains(t, "not found") || strings.Contains(t, "ipip")):
 		return KernelFeature
 	case p.Infra:
 		return Infra

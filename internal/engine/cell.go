@@ -194,6 +194,10 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		return res
 	}
 
+	if err := e.kernelFacts(ctx, run, cl, s); err != nil {
+		return res
+	}
+
 	// CNI install and readiness.
 	_, err = e.installCNI(ctx, run, cfg, client, cl, s, s.CNI.Manifests[cell.CNIVersion], timeouts.CNIReady, "")
 	if err != nil {
@@ -202,7 +206,7 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 
 	// Checks.
 	env := e.checksEnv(client, cfg, cl, s, timeouts, log)
-	if failed := e.runChecks(ctx, run, env, "", timeouts.Checks); failed {
+	if failed := e.runChecks(ctx, run, env, "", cniChecks(s), timeouts.Checks); failed {
 		e.collect(ctx, run, cl, client)
 		return res
 	}
@@ -284,10 +288,10 @@ func (e *Engine) checksEnv(client kubernetes.Interface, cfg *rest.Config, cl *cl
 
 // runChecks runs the standard checks as phases "check:<name>" (prefix
 // before them) and reports whether one failed.
-func (e *Engine) runChecks(ctx context.Context, run *cellRun, env *checks.Env, prefix string, timeout time.Duration) (failed bool) {
+func (e *Engine) runChecks(ctx context.Context, run *cellRun, env *checks.Env, prefix string, list []checks.Check, timeout time.Duration) (failed bool) {
 	cctx, cancel := context.WithTimeout(ctx, 2*timeout)
 	defer cancel()
-	for _, cr := range checks.Run(cctx, env, checks.Default()) {
+	for _, cr := range checks.Run(cctx, env, list) {
 		p := matrix.Phase{Name: prefix + "check:" + cr.Name, Outcome: matrix.Pass, Start: time.Now().Add(-cr.Duration), DurationMS: float64(cr.Duration) / float64(time.Millisecond)}
 		p.Evidence = matrixEvidence(cr.Evidence)
 		if !cr.OK {
