@@ -23,6 +23,7 @@ type Prober struct {
 	nginx    []corev1.Pod
 	interval time.Duration
 	cancel   context.CancelFunc
+	stop     chan struct{} // closed by Stop: no new request starts
 	done     chan struct{}
 	start    time.Time
 
@@ -71,7 +72,7 @@ func StartProber(ctx context.Context, env *Env, interval time.Duration) (*Prober
 		return nil, fmt.Errorf("no probe pod and ready nginx pod on different nodes (%d probe pods, %d ready nginx pods): needs 2 nodes", len(d.probes), len(d.nginx))
 	}
 	pctx, cancel := context.WithCancel(ctx)
-	p := &Prober{env: env, pairs: pairs, nginx: d.nginx, interval: interval, cancel: cancel, done: make(chan struct{}), start: time.Now()}
+	p := &Prober{env: env, pairs: pairs, nginx: d.nginx, interval: interval, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{}), start: time.Now()}
 	go p.loop(pctx)
 	return p, nil
 }
@@ -82,8 +83,12 @@ func (p *Prober) loop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		for _, pr := range p.pairs {
-			if ctx.Err() != nil {
+			select {
+			case <-ctx.Done():
 				return
+			case <-p.stop:
+				return
+			default:
 			}
 			p.probe(ctx, pr)
 		}
@@ -91,6 +96,8 @@ func (p *Prober) loop(ctx context.Context) {
 		// the next one at once: the ticker drops the ticks it missed.
 		select {
 		case <-ctx.Done():
+			return
+		case <-p.stop:
 			return
 		case <-t.C:
 		}
@@ -102,7 +109,7 @@ func (p *Prober) probe(ctx context.Context, pr podPair) {
 	url := fmt.Sprintf("http://%s/", hostPort(pr.to.Status.PodIP, 80))
 	r := p.env.curlFrom(ctx, pr.from, url, 1)
 	if ctx.Err() != nil {
-		return // cut by Stop: neither a success nor a failure of the network
+		return // cut by the caller's deadline: neither a success nor a failure of the network
 	}
 	served := servedBy(r.Body, p.nginx)
 	s := ProbeSample{At: at, From: podRef(pr.from), To: fmt.Sprintf("pod %s@%s %s", pr.to.Name, pr.to.Spec.NodeName, url), Latency: r.Latency}
@@ -115,11 +122,13 @@ func (p *Prober) probe(ctx context.Context, pr podPair) {
 	p.mu.Unlock()
 }
 
-// Stop ends the probing, waits for the request in flight and returns the
-// statistics.
+// Stop ends the probing and returns the statistics. The request in flight
+// completes (at most curl's own timeout plus the exec's slack) and counts:
+// cutting it would discard exactly the slow answer a window may end on.
 func (p *Prober) Stop() ProbeStats {
-	p.cancel()
+	close(p.stop)
 	<-p.done
+	p.cancel()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := summarizeSamples(p.samples)

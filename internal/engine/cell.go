@@ -195,6 +195,7 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 	}
 
 	if err := e.kernelFacts(ctx, run, cl, s); err != nil {
+		e.collect(ctx, run, cl, client)
 		return res
 	}
 
