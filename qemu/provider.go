@@ -172,6 +172,9 @@ func (p *Provider) Create(ctx context.Context, spec cluster.Spec) (_ *cluster.Cl
 		up[i] = make(chan ready, 1)
 		go func() {
 			cal, err := p.bootVM(ctx, n, mark)
+			if err == nil && spec.OnBoot != nil {
+				spec.OnBoot(n.node())
+			}
 			up[i] <- ready{cal, err}
 		}()
 	}
@@ -226,9 +229,13 @@ func (p *Provider) Create(ctx context.Context, spec cluster.Spec) (_ *cluster.Cl
 	}
 	c.Slowdown = slices.Max(slow)
 	for _, n := range vms {
-		c.Nodes = append(c.Nodes, cluster.Node{Name: n.name, Role: cluster.Worker, Arch: Arch, InternalIP: n.ip, Exec: n.agent})
+		c.Nodes = append(c.Nodes, n.node())
 	}
 	return c, nil
+}
+
+func (n *vmNode) node() cluster.Node {
+	return cluster.Node{Name: n.name, Role: cluster.Worker, Arch: Arch, InternalIP: n.ip, Exec: n.agent}
 }
 
 // bootVM waits for the VM's agent and calibrates the VM.

@@ -59,6 +59,11 @@ type Spec struct {
 	// ahead of time where pulling is slow (QEMU VMs); others may ignore it.
 	// Only the harness's own images belong here, never images under test.
 	Preload map[string]v1.ImageIndex
+	// OnBoot, when set, is called by providers whose nodes run commands
+	// long before the cluster is ready (QEMU VMs: up and calibrated while
+	// the control plane is still being made), once per such node, so the
+	// caller can do node-local work in that wait. It must return at once.
+	OnBoot func(Node)
 }
 
 // Node is one machine of a created cluster.

@@ -147,6 +147,8 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		Mirror:  &cluster.Mirror{Endpoint: "http://" + e.registry.Addr(), Upstreams: Upstreams},
 		Preload: preload,
 	}
+	ef := &earlyFacts{}
+	spec.OnBoot = ef.onBoot(ctx)
 	spec.Nodes = append(spec.Nodes, cluster.NodeSpec{Role: cluster.ControlPlane, Arch: controlPlaneArch(cell)})
 	for i := 1; i < s.Nodes; i++ {
 		spec.Nodes = append(spec.Nodes, cluster.NodeSpec{Role: cluster.Worker, Arch: cell.Arch})
@@ -194,7 +196,7 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		return res
 	}
 
-	if err := e.kernelFacts(ctx, run, cl, s); err != nil {
+	if err := e.kernelFacts(ctx, run, cl, s, ef); err != nil {
 		e.collect(ctx, run, cl, client)
 		return res
 	}

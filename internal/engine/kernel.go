@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/cnimatrix/cnimatrix/internal/calico"
@@ -33,11 +34,82 @@ func encapsulation(s *scenario.Scenario) string {
 	return ""
 }
 
-func (e *Engine) kernelFacts(ctx context.Context, run *cellRun, cl *cluster.Cluster, s *scenario.Scenario) error {
+// earlyFacts reads the kernels of nodes that boot long before their
+// cluster is ready (cluster.Spec.OnBoot): under emulation the probe costs
+// a VM ~10 s, which the wait for the control plane hides.
+type earlyFacts struct {
+	mu      sync.Mutex
+	pending map[string]chan factsResult
+}
+
+type factsResult struct {
+	f   kernelfacts.Facts
+	err error
+}
+
+// onBoot is the cluster.Spec.OnBoot of a cell: ctx is the cell's, not the
+// provider's create call's, so the probe outlives the create.
+func (ef *earlyFacts) onBoot(ctx context.Context) func(cluster.Node) {
+	return func(n cluster.Node) {
+		ch := make(chan factsResult, 1)
+		ef.mu.Lock()
+		if ef.pending == nil {
+			ef.pending = map[string]chan factsResult{}
+		}
+		ef.pending[n.Name] = ch
+		ef.mu.Unlock()
+		go func() {
+			pctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+			defer cancel()
+			f, err := kernelfacts.Probe(pctx, n)
+			ch <- factsResult{f, err}
+		}()
+	}
+}
+
+// probe returns every node's facts: those read at boot, the rest read now.
+// A boot-time probe that failed is tried again.
+func (ef *earlyFacts) probe(ctx context.Context, nodes []cluster.Node) ([]kernelfacts.Facts, error) {
+	ef.mu.Lock()
+	pending := ef.pending
+	ef.mu.Unlock()
+	early := map[string]kernelfacts.Facts{}
+	var rest []cluster.Node
+	for _, n := range nodes {
+		ch, ok := pending[n.Name]
+		if !ok {
+			rest = append(rest, n)
+			continue
+		}
+		select {
+		case r := <-ch:
+			if r.err != nil {
+				rest = append(rest, n)
+				continue
+			}
+			early[n.Name] = r.f
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	now, err := kernelfacts.ProbeAll(ctx, rest)
+	for _, f := range now {
+		early[f.Node] = f
+	}
+	var out []kernelfacts.Facts
+	for _, n := range nodes {
+		if f, ok := early[n.Name]; ok {
+			out = append(out, f)
+		}
+	}
+	return out, err
+}
+
+func (e *Engine) kernelFacts(ctx context.Context, run *cellRun, cl *cluster.Cluster, s *scenario.Scenario, ef *earlyFacts) error {
 	return run.phase(PhaseKernelFacts, false, func() ([]matrix.Evidence, error) {
 		kctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 		defer cancel()
-		facts, err := kernelfacts.ProbeAll(kctx, cl.Nodes)
+		facts, err := ef.probe(kctx, cl.Nodes)
 		var ev []matrix.Evidence
 		for _, f := range facts {
 			ev = append(ev, matrix.Evidence{Check: PhaseKernelFacts, Source: f.Node, Target: "kernel", OK: true, Detail: f.String()})
