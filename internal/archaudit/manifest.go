@@ -9,18 +9,6 @@ import (
 	"github.com/cnimatrix/cnimatrix/internal/install"
 )
 
-// podSpecPath is where each workload kind keeps its pod spec.
-var podSpecPath = map[string][]string{
-	"Pod":                   {"spec"},
-	"DaemonSet":             {"spec", "template", "spec"},
-	"Deployment":            {"spec", "template", "spec"},
-	"StatefulSet":           {"spec", "template", "spec"},
-	"ReplicaSet":            {"spec", "template", "spec"},
-	"ReplicationController": {"spec", "template", "spec"},
-	"Job":                   {"spec", "template", "spec"},
-	"CronJob":               {"spec", "jobTemplate", "spec", "template", "spec"},
-}
-
 // ManifestImages lists every image of every container and init container of
 // every workload in a multi-document YAML manifest, in file order. Errors
 // name the document (1-based) for YAML that does not parse, and the
@@ -38,8 +26,8 @@ func ManifestImages(data []byte) ([]ImageRef, error) {
 func ObjectImages(objs []*unstructured.Unstructured) ([]ImageRef, error) {
 	var out []ImageRef
 	for _, o := range objs {
-		p, ok := podSpecPath[o.GetKind()]
-		if !ok {
+		p := install.PodSpecPath(o.GetKind())
+		if p == nil {
 			continue
 		}
 		workload := o.GetKind() + " " + o.GetName()

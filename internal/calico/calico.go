@@ -9,6 +9,8 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/cnimatrix/cnimatrix/internal/install"
 )
 
 // Object is one object of a parsed manifest (install.ParseManifest).
@@ -21,46 +23,6 @@ const (
 	ConfigMapName = "calico-config"
 )
 
-// podSpecPath is where each workload kind keeps its pod spec.
-func podSpecPath(kind string) []string {
-	switch kind {
-	case "Pod":
-		return []string{"spec"}
-	case "DaemonSet", "Deployment", "StatefulSet", "ReplicaSet", "Job", "ReplicationController":
-		return []string{"spec", "template", "spec"}
-	case "CronJob":
-		return []string{"spec", "jobTemplate", "spec", "template", "spec"}
-	}
-	return nil
-}
-
-// containers returns the containers and init containers of a workload, as
-// the maps inside the object (edits to them edit the object).
-func containers(o *Object) []map[string]any {
-	path := podSpecPath(o.GetKind())
-	if path == nil {
-		return nil
-	}
-	spec, ok, _ := unstructured.NestedFieldNoCopy(o.Object, path...)
-	if !ok {
-		return nil
-	}
-	sm, ok := spec.(map[string]any)
-	if !ok {
-		return nil
-	}
-	var out []map[string]any
-	for _, key := range []string{"initContainers", "containers"} {
-		list, _ := sm[key].([]any)
-		for _, c := range list {
-			if cm, ok := c.(map[string]any); ok {
-				out = append(out, cm)
-			}
-		}
-	}
-	return out
-}
-
 // nodeContainer finds the calico-node container of the calico-node
 // DaemonSet.
 func nodeContainer(objs []*Object) (map[string]any, error) {
@@ -68,7 +30,7 @@ func nodeContainer(objs []*Object) (map[string]any, error) {
 		if o.GetKind() != "DaemonSet" || o.GetName() != NodeDaemonSet {
 			continue
 		}
-		for _, c := range containers(o) {
+		for _, c := range install.Containers(o) {
 			if c["name"] == NodeContainer {
 				return c, nil
 			}

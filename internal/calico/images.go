@@ -3,6 +3,8 @@ package calico
 import (
 	"fmt"
 	"strings"
+
+	"github.com/cnimatrix/cnimatrix/internal/install"
 )
 
 // Images lists every container and init container image of the manifest's
@@ -11,7 +13,7 @@ func Images(objs []*Object) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, o := range objs {
-		for _, c := range containers(o) {
+		for _, c := range install.Containers(o) {
 			img, _ := c["image"].(string)
 			if img != "" && !seen[img] {
 				seen[img] = true
@@ -91,7 +93,7 @@ func SetRegistry(objs []*Object, registry string, scope Scope) (int, error) {
 	}
 	n := 0
 	for _, o := range objs {
-		for _, c := range containers(o) {
+		for _, c := range install.Containers(o) {
 			img, _ := c["image"].(string)
 			if img == "" {
 				continue
