@@ -218,16 +218,10 @@ func (e *Engine) pushFixtures(ctx context.Context, s *scenario.Scenario) error {
 	if err != nil {
 		return fmt.Errorf("seed fixtures: %w", err)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	for ref, fx := range want {
-		if e.pushed[ref] {
-			continue
+		if err := e.pushOnce(ctx, ref, func() (v1.ImageIndex, error) { return fixtures[fx], nil }); err != nil {
+			return err
 		}
-		if err := e.registry.Push(ctx, ref, fixtures[fx]); err != nil {
-			return fmt.Errorf("push %s: %w", ref, err)
-		}
-		e.pushed[ref] = true
 	}
 	return nil
 }

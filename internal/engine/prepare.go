@@ -100,16 +100,10 @@ func (e *Engine) pushImages(ctx context.Context, cni string) error {
 	if err != nil {
 		return err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	for ref, idx := range want {
-		if e.pushed[ref] {
-			continue
+		if err := e.pushOnce(ctx, ref, func() (v1.ImageIndex, error) { return idx, nil }); err != nil {
+			return err
 		}
-		if err := e.registry.Push(ctx, ref, idx); err != nil {
-			return fmt.Errorf("push %s: %w", ref, err)
-		}
-		e.pushed[ref] = true
 	}
 	return nil
 }
