@@ -477,21 +477,9 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 
 	// Timeouts
 	s.Timeouts = Timeouts{Cluster: 6 * time.Minute, CNIReady: 5 * time.Minute, Checks: 5 * time.Minute}
-	for _, t := range []struct {
-		s    str
-		name string
-		dst  *time.Duration
-	}{{raw.Timeouts.Cluster, "timeouts.cluster", &s.Timeouts.Cluster}, {raw.Timeouts.CNIReady, "timeouts.cniReady", &s.Timeouts.CNIReady}, {raw.Timeouts.Checks, "timeouts.checks", &s.Timeouts.Checks}} {
-		if t.s.V == "" {
-			continue
-		}
-		d, err := time.ParseDuration(t.s.V)
-		if err != nil || d <= 0 {
-			v.add(t.s.Line, "%s %q: want a duration like 90s or 5m", t.name, t.s.V)
-			continue
-		}
-		*t.dst = d
-	}
+	v.duration(raw.Timeouts.Cluster, "timeouts.cluster", "90s or 5m", &s.Timeouts.Cluster)
+	v.duration(raw.Timeouts.CNIReady, "timeouts.cniReady", "90s or 5m", &s.Timeouts.CNIReady)
+	v.duration(raw.Timeouts.Checks, "timeouts.checks", "90s or 5m", &s.Timeouts.Checks)
 	s.Checks.ServiceTargetPort = 80
 	if raw.Checks.ServiceTargetPort.V != "" {
 		var p int
@@ -506,21 +494,8 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 	}
 	if raw.Soak != nil {
 		s.Soak = Soak{Interval: time.Second, MinAvailability: 100}
-		for _, t := range []struct {
-			s    str
-			name string
-			dst  *time.Duration
-		}{{raw.Soak.Duration, "soak.duration", &s.Soak.Duration}, {raw.Soak.Interval, "soak.interval", &s.Soak.Interval}} {
-			if t.s.V == "" {
-				continue
-			}
-			d, err := time.ParseDuration(t.s.V)
-			if err != nil || d <= 0 {
-				v.add(t.s.Line, "%s %q: want a duration like 30s or 10h", t.name, t.s.V)
-				continue
-			}
-			*t.dst = d
-		}
+		v.duration(raw.Soak.Duration, "soak.duration", "30s or 10h", &s.Soak.Duration)
+		v.duration(raw.Soak.Interval, "soak.interval", "30s or 10h", &s.Soak.Interval)
 		if s.Soak.Duration == 0 {
 			v.add(raw.Soak.Duration.Line, "soak.duration is required in a soak block")
 		} else if s.Soak.Interval >= s.Soak.Duration {
@@ -653,6 +628,20 @@ func (v *validator) calicoOptions(encap, mtu, registry str, s *Scenario) *calico
 		}
 	}
 	return o
+}
+
+// duration reads a positive duration into dst, leaving dst as it is when
+// the field is not given.
+func (v *validator) duration(f str, name, like string, dst *time.Duration) {
+	if f.V == "" {
+		return
+	}
+	d, err := time.ParseDuration(f.V)
+	if err != nil || d <= 0 {
+		v.add(f.Line, "%s %q: want a duration like %s", name, f.V, like)
+		return
+	}
+	*dst = d
 }
 
 // expectation reads one expect block; def gives what it leaves out.
