@@ -202,8 +202,7 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 	}
 
 	// CNI install and readiness.
-	_, err = e.installCNI(ctx, run, cfg, client, cl, s, s.CNI.Manifests[cell.CNIVersion], timeouts.CNIReady, "")
-	if err != nil {
+	if err := e.installCNI(ctx, run, cfg, client, cl, s, s.CNI.Manifests[cell.CNIVersion], timeouts.CNIReady, ""); err != nil {
 		return res
 	}
 
@@ -229,9 +228,8 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 
 // installCNI applies the manifest at path and waits until its workloads are
 // ready, as the phases "cni-install" and "cni-ready" with prefix before
-// their names (an upgrade's second install says so). It returns the
-// objects applied.
-func (e *Engine) installCNI(ctx context.Context, run *cellRun, cfg *rest.Config, client kubernetes.Interface, cl *cluster.Cluster, s *scenario.Scenario, path string, timeout time.Duration, prefix string) ([]*unstructured.Unstructured, error) {
+// their names (an upgrade's second install says so).
+func (e *Engine) installCNI(ctx context.Context, run *cellRun, cfg *rest.Config, client kubernetes.Interface, cl *cluster.Cluster, s *scenario.Scenario, path string, timeout time.Duration, prefix string) error {
 	log := run.log
 	var objs []*unstructured.Unstructured
 	if err := run.phase(prefix+"cni-install", false, func() ([]matrix.Evidence, error) {
@@ -256,7 +254,7 @@ func (e *Engine) installCNI(ctx context.Context, run *cellRun, cfg *rest.Config,
 		return []matrix.Evidence{{Check: prefix + "cni-install", Target: path, OK: true, Detail: fmt.Sprintf("%d objects applied", len(objs))}},
 			install.Apply(ictx, cfg, objs, install.ApplyOptions{FieldManager: "cnimatrix", Log: log})
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	if err := run.phase(prefix+"cni-ready", false, func() ([]matrix.Evidence, error) {
 		wctx, cancel := context.WithTimeout(ctx, timeout)
@@ -272,9 +270,9 @@ func (e *Engine) installCNI(ctx context.Context, run *cellRun, cfg *rest.Config,
 		return vmReadyEvidence(ctx, client, cl), nil
 	}); err != nil {
 		e.collect(ctx, run, cl, client)
-		return nil, err
+		return err
 	}
-	return objs, nil
+	return nil
 }
 
 func (e *Engine) checksEnv(client kubernetes.Interface, cfg *rest.Config, cl *cluster.Cluster, s *scenario.Scenario, timeouts scenario.Timeouts, log *logx.Logger) *checks.Env {
@@ -289,8 +287,8 @@ func (e *Engine) checksEnv(client kubernetes.Interface, cfg *rest.Config, cl *cl
 	}
 }
 
-// runChecks runs the standard checks as phases "check:<name>" (prefix
-// before them) and reports whether one failed.
+// runChecks runs list as phases "check:<name>" (prefix before them) and
+// reports whether one failed.
 func (e *Engine) runChecks(ctx context.Context, run *cellRun, env *checks.Env, prefix string, list []checks.Check, timeout time.Duration) (failed bool) {
 	cctx, cancel := context.WithTimeout(ctx, 2*timeout)
 	defer cancel()

@@ -43,7 +43,7 @@ func (e *Engine) upgrade(ctx context.Context, run *cellRun, cfg *rest.Config, cl
 		return false
 	}
 	run.log.Infof("upgrade %s → %s: probing nginx across nodes every %s", run.result.Cell.CNIVersion, up.To, up.ProbeInterval)
-	_, upErr := e.installCNI(ctx, run, cfg, client, cl, s, up.Manifest, timeouts.CNIReady, PhaseUpgrade+" ")
+	upErr := e.installCNI(ctx, run, cfg, client, cl, s, up.Manifest, timeouts.CNIReady, PhaseUpgrade+" ")
 	var rolled error
 	if upErr == nil {
 		rolled = run.phase(PhaseUpgrade, false, func() ([]matrix.Evidence, error) {
