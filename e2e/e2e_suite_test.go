@@ -36,6 +36,8 @@ import (
 //	                     hosts), the 2019 seed reproduced with fixtures, the
 //	                     offline upgrade path with a soak and the negative
 //	                     self-test scenarios)
+//	                     and, unless CNIMATRIX_SCENARIOS is set, the
+//	                     reused-cluster self-test (reuse_test.go)
 //	CNIMATRIX_OUT        where matrix.json/.md/.xml go (default _out/e2e)
 //	CNIMATRIX_KEEP=1     keep clusters
 //	CNIMATRIX_PREFLIGHT  warn (default), strict or off: what a cell does with
@@ -63,7 +65,9 @@ func TestE2E(t *testing.T) {
 		t.Fatalf("CNIMATRIX_PREFLIGHT: %v", err)
 	}
 	paths := os.Getenv("CNIMATRIX_SCENARIOS")
+	reusePath := ""
 	if paths == "" {
+		reusePath = filepath.Join(root, "e2e/testdata/reuse-clusters.yaml")
 		paths = strings.Join([]string{
 			filepath.Join(root, "scenarios/offline-flannel.yaml"),
 			filepath.Join(root, "scenarios/offline-flannel-arm64.yaml"),
@@ -91,6 +95,11 @@ func TestE2E(t *testing.T) {
 			t.Fatalf("scenario: %v", err)
 		}
 		scenarios = append(scenarios, s)
+	}
+	if reusePath != "" {
+		if reuseScenario, err = scenario.Load(reusePath, cat, root); err != nil {
+			t.Fatalf("scenario: %v", err)
+		}
 	}
 	outDir = os.Getenv("CNIMATRIX_OUT")
 	if outDir == "" {
@@ -130,6 +139,9 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	for _, s := range scenarios {
 		Expect(eng.Prepare(ctx, s)).To(Succeed(), "build images for %s", s.Name)
 	}
+	if reuseScenario != nil {
+		Expect(eng.Prepare(ctx, reuseScenario)).To(Succeed(), "build images for %s", reuseScenario.Name)
+	}
 }, NodeTimeout(75*time.Minute))
 
 func artifactsDir() string {
@@ -148,6 +160,7 @@ var _ = Describe("cnimatrix", func() {
 			}
 			It(cell.ID(), labels, func(ctx SpecContext) {
 				res := eng.RunCell(ctx, s, cell)
+				recordFresh(s, res)
 				b, err := json.Marshal(res)
 				Expect(err).NotTo(HaveOccurred())
 				AddReportEntry(resultEntry, string(b), ReportEntryVisibilityNever)
@@ -156,6 +169,7 @@ var _ = Describe("cnimatrix", func() {
 			}, SpecTimeout(40*time.Minute))
 		}
 	}
+	reuseSpec()
 })
 
 // The matrix is written from the aggregated report, so it is complete also

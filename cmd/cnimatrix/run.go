@@ -38,7 +38,7 @@ func loadScenario(path string) (*scenario.Scenario, error) {
 func newRunCmd(g *globalFlags) *cobra.Command {
 	var (
 		out, artifactsDir string
-		keep              bool
+		keep, reuse       bool
 		filters           []string
 		parallel          int
 		preflight         string
@@ -74,10 +74,21 @@ check:*").
 
 --soak DURATION keeps fetching nginx across nodes after a cell's checks
 passed and records availability, failed requests and latency percentiles
-(phase "soak"); the cell fails below --soak-min-availability percent.`,
+(phase "soak"); the cell fails below --soak-min-availability percent.
+
+--reuse-clusters (or reuseClusters: true in the scenario) is a speed mode:
+cells that need the same cluster (provider, Kubernetes, arch, nodes) run on
+one cluster, one after another. Between them the phase "uninstall" deletes
+the checks' namespace and the CNI's objects and returns every node to what it
+had before any CNI (files under /etc/cni/net.d, /opt/cni/bin and the CNIs'
+state directories, links, routes, iptables chains and rules, nftables tables,
+ipsets, node annotations); what it cannot remove fails the phase, and that
+cluster is deleted instead of reused. Cells still run one at a time per
+cluster; it does not go with --keep.`,
 		Example: `  cnimatrix run scenarios/offline-flannel.yaml
   cnimatrix run scenarios/offline-flannel.yaml --filter k8s=v1.37.2 --keep -v
   cnimatrix run scenarios/offline-flannel-upgrade.yaml
+  cnimatrix run scenarios/offline-flannel-k8s-versions.yaml --reuse-clusters
   cnimatrix run scenarios/offline-flannel.yaml --soak 10h --soak-interval 5s --soak-min-availability 99.9`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
@@ -107,6 +118,9 @@ passed and records availability, failed requests and latency percentiles
 			if soak > 0 && soakEvery >= soak {
 				return badInput("--soak-interval %s must be shorter than --soak %s", soakEvery, soak)
 			}
+			if reuse && keep {
+				return badInput("--reuse-clusters and --keep do not go together: a reused cluster is uninstalled for the next cell, a kept one is left as its cell left it")
+			}
 			pf, err := engine.ParsePreflight(preflight)
 			if err != nil {
 				return badInput("--%v", err)
@@ -119,6 +133,7 @@ passed and records availability, failed requests and latency percentiles
 				WorkDir:      filepath.Join(out, "clusters"),
 				Preflight:    pf,
 				Soak:         soak, SoakInterval: soakEvery, SoakMinAvailability: soakMin,
+				ReuseClusters: reuse,
 			})
 			if err != nil {
 				var he *engine.HostError
@@ -132,6 +147,7 @@ passed and records availability, failed requests and latency percentiles
 					log.Infof("cleanup: %v", err)
 				}
 			}()
+			eng.PlanReuse(s, cells)
 			m := matrix.New(s.Name, cells)
 			m.Host = engine.HostInfo(version)
 			if err := eng.Prepare(ctx, s); err != nil {
@@ -179,6 +195,7 @@ passed and records availability, failed requests and latency percentiles
 	cmd.Flags().StringVar(&artifactsDir, "artifacts", "_out/artifacts", "directory for per-cell artifacts of failed cells ($ARTIFACTS overrides)")
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep clusters after the run for debugging (prints how to reach them)")
 	cmd.Flags().StringArrayVar(&filters, "filter", nil, "run only matching cells: k8s=v1.37.2, arch=amd64, provider=kind, cni=flannel, <cni>=<version> (repeatable; all must match)")
+	cmd.Flags().BoolVar(&reuse, "reuse-clusters", false, "run cells that need the same cluster on one cluster, uninstalling the CNI in between (speed mode; see above)")
 	cmd.Flags().IntVar(&parallel, "parallel", 1, "cells to run at once (each is a cluster: mind the cores)")
 	cmd.Flags().StringVar(&preflight, "preflight", string(engine.PreflightWarn), "audit each cell's images for its arch before creating its cluster: warn (record, run anyway), strict (fail the cell), off")
 	cmd.Flags().DurationVar(&soak, "soak", 0, "after a cell's checks pass, keep fetching nginx across nodes for this long (e.g. 10m, 10h) and record availability and latency")

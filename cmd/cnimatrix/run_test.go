@@ -77,6 +77,10 @@ func TestRunBadInputExitsTwoAndCreatesNothing(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q", flags, code, stderr)
 		}
 	}
+	code, stderr := runBad(t, "run", writeFile(t, "name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\n"), "--reuse-clusters", "--keep")
+	if code != exitBadInput || !strings.Contains(stderr, "--reuse-clusters and --keep do not go together") {
+		t.Errorf("--reuse-clusters --keep: exit %d, stderr %q", code, stderr)
+	}
 	if after := networks(t); after != before {
 		t.Errorf("bad input created Docker networks:\nbefore:\n%s\nafter:\n%s", before, after)
 	}

@@ -35,6 +35,10 @@ type cellRun struct {
 	// collected: the artifacts were saved (an upgrade's failed install and
 	// the cell's end would both ask).
 	collected bool
+	// client reaches the cell's cluster once it has one; applied holds
+	// what the cell applied, for an uninstall when the cluster is reused.
+	client  kubernetes.Interface
+	applied [][]*unstructured.Unstructured
 }
 
 // phase runs fn as a named phase and records it. A non-nil error ends the
@@ -137,39 +141,73 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		}
 	}
 
-	// cluster
-	name := e.ClusterName(cell)
-	res.ClusterName = name
-	workDir := e.cellWorkDir(cell)
-	spec := cluster.Spec{
-		Name: name, KubernetesVersion: cell.Kubernetes, NodeImage: nodeImage,
-		PodSubnet: s.PodSubnet, ServiceSubnet: s.ServiceSub, Network: e.network, WorkDir: workDir,
-		Mirror:  &cluster.Mirror{Endpoint: "http://" + e.registry.Addr(), Upstreams: Upstreams},
-		Preload: preload,
-	}
 	ef := &earlyFacts{}
-	spec.OnBoot = ef.onBoot(ctx)
-	spec.Nodes = append(spec.Nodes, cluster.NodeSpec{Role: cluster.ControlPlane, Arch: controlPlaneArch(cell)})
-	for i := 1; i < s.Nodes; i++ {
-		spec.Nodes = append(spec.Nodes, cluster.NodeSpec{Role: cluster.Worker, Arch: cell.Arch})
+	// cluster: a new one, or with reuse one a cell before left clean.
+	name := e.ClusterName(cell)
+	workDir := e.cellWorkDir(cell)
+	reuse := e.reuses(s)
+	key := poolKey(s, cell)
+	var pool *pooled
+	wanted := func() bool { return false }
+	if reuse {
+		wanted = e.startReuse(key)
+		pool = e.takePooled(key)
 	}
 	var cl *cluster.Cluster
-	if err := run.phase("cluster", true, func() ([]matrix.Evidence, error) {
-		if err := os.MkdirAll(workDir, 0o755); err != nil {
-			return nil, err
+	if pool != nil {
+		cl, workDir, name = pool.cl, pool.workDir, pool.cl.Name
+		_ = run.phase("cluster", true, func() ([]matrix.Evidence, error) { return reusedEvidence(pool), nil })
+	} else {
+		spec := cluster.Spec{
+			Name: name, KubernetesVersion: cell.Kubernetes, NodeImage: nodeImage,
+			PodSubnet: s.PodSubnet, ServiceSubnet: s.ServiceSub, Network: e.network, WorkDir: workDir,
+			Mirror:  &cluster.Mirror{Endpoint: "http://" + e.registry.Addr(), Upstreams: Upstreams},
+			Preload: preload,
 		}
-		cctx, cancel := context.WithTimeout(ctx, s.Timeouts.Cluster)
-		defer cancel()
-		var err error
-		cl, err = prov.Create(cctx, spec)
-		if err != nil {
-			return nil, err
+		spec.OnBoot = ef.onBoot(ctx)
+		spec.Nodes = append(spec.Nodes, cluster.NodeSpec{Role: cluster.ControlPlane, Arch: controlPlaneArch(cell)})
+		for i := 1; i < s.Nodes; i++ {
+			spec.Nodes = append(spec.Nodes, cluster.NodeSpec{Role: cluster.Worker, Arch: cell.Arch})
 		}
-		return clusterEvidence(cl), nil
-	}); err != nil {
-		return res
+		if err := run.phase("cluster", true, func() ([]matrix.Evidence, error) {
+			if err := os.MkdirAll(workDir, 0o755); err != nil {
+				return nil, err
+			}
+			cctx, cancel := context.WithTimeout(ctx, s.Timeouts.Cluster)
+			defer cancel()
+			var err error
+			cl, err = prov.Create(cctx, spec)
+			if err != nil {
+				return nil, err
+			}
+			return clusterEvidence(cl), nil
+		}); err != nil {
+			return res
+		}
 	}
-	defer e.teardown(ctx, run, prov, cl, workDir)
+	res.ClusterName = name
+	if reuse && pool == nil {
+		pool = &pooled{cl: cl, prov: prov, workDir: workDir, first: cell.ID()}
+		// Without a baseline an uninstall could not tell what the CNI left:
+		// the cell runs on, and its cluster is deleted after it.
+		_ = run.phase("baseline", true, func() ([]matrix.Evidence, error) {
+			b, err := baselineOf(ctx, cl)
+			if err != nil {
+				pool = nil
+				return nil, err
+			}
+			pool.baseline = b
+			return baselineEvidence(b), nil
+		})
+	}
+	if pool != nil {
+		defer func() {
+			pool.cells++
+			e.release(ctx, run, key, pool, run.client, appliedObjects(run.applied...), wanted())
+		}()
+	} else {
+		defer e.teardown(ctx, run, prov, cl, workDir)
+	}
 
 	// Emulated nodes are slower at everything: scale the waits by the
 	// measured slowdown instead of by numbers tuned by hand.
@@ -195,6 +233,7 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		_ = run.phase("cluster-access", true, func() ([]matrix.Evidence, error) { return nil, err })
 		return res
 	}
+	run.client = client
 
 	if err := e.kernelFacts(ctx, run, cl, s, ef); err != nil {
 		e.collect(ctx, run, cl, client)
@@ -249,6 +288,7 @@ func (e *Engine) installCNI(ctx context.Context, run *cellRun, cfg *rest.Config,
 				return nil, fmt.Errorf("configure %s: %w", path, err)
 			}
 		}
+		run.applied = append(run.applied, objs)
 		ictx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		return []matrix.Evidence{{Check: prefix + "cni-install", Target: path, OK: true, Detail: fmt.Sprintf("%d objects applied", len(objs))}},
@@ -277,7 +317,7 @@ func (e *Engine) installCNI(ctx context.Context, run *cellRun, cfg *rest.Config,
 
 func (e *Engine) checksEnv(client kubernetes.Interface, cfg *rest.Config, cl *cluster.Cluster, s *scenario.Scenario, timeouts scenario.Timeouts, log *logx.Logger) *checks.Env {
 	return &checks.Env{
-		Client: client, Config: cfg, Nodes: cl.Nodes, Namespace: "cnimatrix-checks",
+		Client: client, Config: cfg, Nodes: cl.Nodes, Namespace: ChecksNamespace,
 		NginxImage: NginxImage, ProbeImage: ProbeImage,
 		CNINamespace: s.CNI.Namespace, CNISelector: s.CNI.Selector,
 		Timeout: timeouts.Checks, Log: log, TargetPort: s.Checks.ServiceTargetPort,
@@ -342,8 +382,10 @@ func verdict(r matrix.Result) (matrix.Outcome, string) {
 	for _, p := range r.Phases {
 		switch p.Outcome {
 		case matrix.InfraError:
-			if p.Name == "teardown" {
-				continue // the verdict stands; the phase shows the leftover
+			if p.Name == "teardown" || p.Name == PhaseUninstall || p.Name == "baseline" {
+				// The verdict stands; the phase shows what is left (a
+				// cluster that was not clean is deleted, not reused).
+				continue
 			}
 			return matrix.InfraError, fmt.Sprintf("%s: %s", p.Name, p.Error)
 		case matrix.Fail:

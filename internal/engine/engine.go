@@ -54,6 +54,10 @@ type Options struct {
 	Soak                time.Duration
 	SoakInterval        time.Duration
 	SoakMinAvailability float64
+	// ReuseClusters runs cells that need the same cluster on one cluster,
+	// one after another, uninstalling the CNI in between; a cluster that
+	// does not come back to its baseline is deleted. Ignored with Keep.
+	ReuseClusters bool
 }
 
 // Engine is one run.
@@ -73,6 +77,8 @@ type Engine struct {
 	mu         sync.Mutex
 	nodeImages map[string]string // k8s version -> node image
 	pushed     map[string]bool   // image refs in the registry
+	pool       map[string][]*pooled
+	remaining  map[string]int // pool key -> planned cells not started yet
 }
 
 // Start checks the host, creates the run's network and starts the registry.
@@ -93,7 +99,7 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{opts: opts, log: opts.Log, cache: cache, runID: newRunID(), nodeImages: map[string]string{}, pushed: map[string]bool{}}
+	e := &Engine{opts: opts, log: opts.Log, cache: cache, runID: newRunID(), nodeImages: map[string]string{}, pushed: map[string]bool{}, pool: map[string][]*pooled{}, remaining: map[string]int{}}
 	e.kind = kindprov.New(opts.Log)
 	e.qemu = qemu.NewProvider(opts.Log, cache, e.kind)
 	e.network = cluster.NamePrefix + "net-" + e.runID
@@ -131,9 +137,13 @@ func (e *Engine) RunID() string { return e.runID }
 // Network is the Docker network the run's nodes join.
 func (e *Engine) Network() string { return e.network }
 
-// Close stops the registry and removes the run's network, unless kept.
+// Close deletes the reused clusters still waiting for a cell, stops the
+// registry and removes the run's network, unless kept.
 func (e *Engine) Close(ctx context.Context) error {
 	var errs []error
+	if err := e.closePool(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if e.registry != nil {
 		errs = append(errs, e.registry.Close())
 		e.stopRegistry()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -34,6 +35,40 @@ func Delete(ctx context.Context, cfg *rest.Config, objs []*unstructured.Unstruct
 	}
 	a := &applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}
 	return a.delete(ctx, objs)
+}
+
+// WaitDeleted waits until none of objs exists any more (a kind that is no
+// longer served counts as gone) and names those still there when ctx ends.
+func WaitDeleted(ctx context.Context, cfg *rest.Config, objs []*unstructured.Unstructured) error {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("discovery client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("dynamic client: %w", err)
+	}
+	a := &applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}
+	var left []string
+	err = poll(ctx, func(ctx context.Context) (bool, error) {
+		// CRDs going away change what is served.
+		a.mapper.Reset()
+		left = left[:0]
+		for _, o := range objs {
+			ri, obj, err := a.resource(o)
+			if err == nil {
+				_, err = ri.Get(ctx, obj.GetName(), metav1.GetOptions{})
+			}
+			if err == nil || !(apierrors.IsNotFound(err) || meta.IsNoMatchError(err)) {
+				left = append(left, Ref(o))
+			}
+		}
+		return len(left) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("still there: %s: %w", strings.Join(left, ", "), err)
+	}
+	return nil
 }
 
 // deleteOrder is the reverse of applyOrder.

@@ -54,6 +54,10 @@ type Scenario struct {
 	// Soak, when Duration > 0, probes nginx across nodes for that long
 	// after each cell's checks passed (cnimatrix run --soak overrides it).
 	Soak Soak
+	// ReuseClusters runs the cells that need the same cluster one after
+	// another on one cluster, uninstalling the CNI in between (cnimatrix
+	// run --reuse-clusters sets it for every scenario).
+	ReuseClusters bool
 }
 
 // Soak is the scenario's soak block.
@@ -264,8 +268,9 @@ type rawScenario struct {
 	Checks struct {
 		ServiceTargetPort str `yaml:"serviceTargetPort"`
 	} `yaml:"checks"`
-	Variant str `yaml:"variant"`
-	Upgrade *struct {
+	Variant       str `yaml:"variant"`
+	ReuseClusters str `yaml:"reuseClusters"`
+	Upgrade       *struct {
 		To              str `yaml:"to"`
 		ProbeInterval   str `yaml:"probeInterval"`
 		MaxFailedProbes str `yaml:"maxFailedProbes"`
@@ -491,6 +496,13 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 	s.Variant = raw.Variant.V
 	if s.Variant != "" && !regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`).MatchString(s.Variant) {
 		v.add(raw.Variant.Line, "variant %q: use lower-case letters, digits and '-'", s.Variant)
+	}
+	switch raw.ReuseClusters.V {
+	case "", "false":
+	case "true":
+		s.ReuseClusters = true
+	default:
+		v.add(raw.ReuseClusters.Line, "reuseClusters %q: want true or false", raw.ReuseClusters.V)
 	}
 	if raw.Soak != nil {
 		s.Soak = Soak{Interval: time.Second, MinAvailability: 100}

@@ -350,10 +350,23 @@ func TestBadUpgradeAndSoak(t *testing.T) {
 		{"soak: {duration: 10s, interval: 10s}", "soak.interval 10s must be shorter than soak.duration 10s"},
 		{"soak: {duration: 1x}", `soak.duration "1x"`},
 		{"soak: {duration: 1m, minAvailability: 101}", `soak.minAvailability "101": want a percentage from 0 to 100`},
+		{"reuseClusters: yes", `s.yaml:5: reuseClusters "yes": want true or false`},
 	} {
 		_, err := load(t, "name: bad\ncni:\n  name: flannel\n  versions: [v0.28.10]\n"+c.body+"\narch: amd64\n")
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s:\n got %v\nwant %q", c.body, err, c.want)
+		}
+	}
+}
+
+func TestReuseClusters(t *testing.T) {
+	for body, want := range map[string]bool{"": false, "reuseClusters: false\n": false, "reuseClusters: true\n": true} {
+		s, err := load(t, "name: r\ncni: {name: flannel, versions: [v0.28.10]}\n"+body+"arch: amd64\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.ReuseClusters != want {
+			t.Errorf("%q: ReuseClusters %v, want %v", body, s.ReuseClusters, want)
 		}
 	}
 }

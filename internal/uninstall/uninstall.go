@@ -1,0 +1,433 @@
+// Package uninstall removes a CNI from a cluster so that the cluster can take
+// another one as if it were new: the opt-in speed mode of reused clusters.
+// What "as if new" means is measured, not assumed: each node's state is read
+// when the cluster is made (its baseline) and again after the uninstall, and
+// anything a CNI left (files, links, routes, iptables chains and rules,
+// nftables tables, ipsets, node annotations) is removed, then read once more:
+// what is still there is an error, and the caller deletes the cluster.
+package uninstall
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/cnimatrix/cnimatrix/internal/cluster"
+	"github.com/cnimatrix/cnimatrix/internal/install"
+	"github.com/cnimatrix/cnimatrix/internal/logx"
+)
+
+// Baseline is a cluster's state before any CNI: per node, what
+// Snapshot read and the node object's annotation and label keys.
+type Baseline struct {
+	Nodes       map[string]NodeState
+	Annotations map[string]map[string]bool
+	Labels      map[string]map[string]bool
+}
+
+// TakeBaseline reads every node of a cluster that has no CNI yet.
+func TakeBaseline(ctx context.Context, client kubernetes.Interface, nodes []cluster.Node) (*Baseline, error) {
+	b := &Baseline{Nodes: map[string]NodeState{}, Annotations: map[string]map[string]bool{}, Labels: map[string]map[string]bool{}}
+	states, err := snapshotAll(ctx, nodes)
+	if err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	for _, s := range states {
+		b.Nodes[s.Node] = s
+	}
+	list, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("baseline: list nodes: %w", err)
+	}
+	for _, n := range list.Items {
+		b.Annotations[n.Name] = keys(n.Annotations)
+		b.Labels[n.Name] = keys(n.Labels)
+	}
+	return b, nil
+}
+
+func keys(m map[string]string) map[string]bool {
+	out := map[string]bool{}
+	for k := range m {
+		out[k] = true
+	}
+	return out
+}
+
+// Target is an installed CNI to remove.
+type Target struct {
+	Config *rest.Config
+	Client kubernetes.Interface
+	Nodes  []cluster.Node
+	// Objects are what was applied (the CNI's manifests, after edits).
+	Objects []*unstructured.Unstructured
+	// Namespaces are the harness's own (the checks' workloads): deleted
+	// first, while the CNI can still tear their pods' networks down.
+	Namespaces []string
+	Baseline   *Baseline
+	Log        *logx.Logger
+}
+
+// Step is one part of an uninstall, for the record.
+type Step struct {
+	Name   string
+	Target string
+	Detail string
+	OK     bool
+}
+
+// podGoneTimeout bounds the wait for pods to go before they are deleted
+// with no grace period (a broken CNI may never finish tearing one down).
+const podGoneTimeout = 90 * time.Second
+
+// Run removes t's CNI. The steps, in order: delete the harness's
+// namespaces; scale to zero the Deployments whose pods use the pod network
+// (CoreDNS, ...), so that no pod keeps an address of the old CNI; delete the
+// CNI's objects and wait until they are gone; clean every node against its
+// baseline and the node objects' annotations and labels; scale the
+// Deployments back. Their pods then wait for the next CNI, as on a new
+// cluster. The steps go on past failures; the error joins them all.
+func Run(ctx context.Context, t Target) ([]Step, error) {
+	if t.Log == nil {
+		t.Log = logx.Discard()
+	}
+	var steps []Step
+	var errs []error
+	record := func(name, target string, t0 time.Time, detail string, err error) {
+		s := Step{Name: name, Target: target, OK: err == nil, Detail: detail}
+		if err != nil {
+			s.Detail = strings.TrimSpace(detail + " " + err.Error())
+			errs = append(errs, fmt.Errorf("%s %s: %w", name, target, err))
+		}
+		if s.Detail == "" {
+			s.Detail = "done"
+		}
+		s.Detail += fmt.Sprintf(" (%.1fs)", time.Since(t0).Seconds())
+		steps = append(steps, s)
+	}
+
+	// The harness's namespaces and the pod-network Deployments go at once,
+	// while the CNI can still tear their pods' networks down.
+	type nsResult struct {
+		t0  time.Time
+		err error
+	}
+	nsDone := make([]nsResult, len(t.Namespaces))
+	var wg sync.WaitGroup
+	for i, ns := range t.Namespaces {
+		wg.Go(func() {
+			nsDone[i].t0 = time.Now()
+			nsDone[i].err = deleteNamespace(ctx, t.Client, ns)
+		})
+	}
+	t0 := time.Now()
+	parked, err := park(ctx, t.Client, t.Objects, t.Namespaces)
+	wg.Wait()
+	for i, ns := range t.Namespaces {
+		record("delete namespace", ns, nsDone[i].t0, "", nsDone[i].err)
+	}
+	var names []string
+	for _, p := range parked {
+		names = append(names, fmt.Sprintf("%s/%s (%d)", p.ns, p.name, p.replicas))
+	}
+	record("scale to zero", "pod-network deployments", t0, strings.Join(names, ", "), err)
+
+	t0 = time.Now()
+	err = deleteObjects(ctx, t.Config, t.Objects)
+	record("delete", "CNI objects", t0, fmt.Sprintf("%d objects", len(t.Objects)), err)
+
+	for _, c := range cleanNodes(ctx, t.Nodes, t.Baseline) {
+		var err error
+		if c.err != nil {
+			err = c.err
+		} else if !c.left.Empty() {
+			err = fmt.Errorf("left: %s", c.left)
+		}
+		detail := "removed: " + c.removed.String()
+		if err == nil {
+			detail += "; left: nothing"
+		}
+		record("clean node", c.node, c.start, detail, err)
+	}
+
+	t0 = time.Now()
+	removed, err := cleanNodeObjects(ctx, t.Client, t.Baseline)
+	record("clean node objects", "annotations and labels", t0, "removed: "+orNothing(removed), err)
+
+	t0 = time.Now()
+	err = unpark(ctx, t.Client, parked)
+	record("scale back", "pod-network deployments", t0, strings.Join(names, ", "), err)
+	return steps, errors.Join(errs...)
+}
+
+func orNothing(xs []string) string {
+	if len(xs) == 0 {
+		return "nothing"
+	}
+	return strings.Join(xs, ", ")
+}
+
+// deleteNamespace deletes ns and waits until it is gone. Its pods are
+// deleted first with a one-second grace period: the harness's workloads
+// need no orderly shutdown, and the namespace would otherwise wait out
+// their default 30 s. That is still a graceful delete: each pod is gone
+// only once its node has torn its sandbox (and network) down.
+func deleteNamespace(ctx context.Context, client kubernetes.Interface, ns string) error {
+	one := int64(1)
+	err := client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &one}, metav1.ListOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete pods: %w", err)
+	}
+	err = client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return poll(ctx, 3*time.Minute, func(ctx context.Context) (bool, error) {
+		_, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return false, nil
+	})
+}
+
+type parkedDeployment struct {
+	ns, name string
+	replicas int32
+}
+
+// park scales to zero every Deployment, not part of the CNI, whose pods are
+// on the pod network, and waits until their pods are gone.
+func park(ctx context.Context, client kubernetes.Interface, cni []*unstructured.Unstructured, harness []string) ([]parkedDeployment, error) {
+	own := map[string]bool{}
+	skipNS := map[string]bool{}
+	for _, ns := range harness {
+		skipNS[ns] = true
+	}
+	for _, o := range cni {
+		own[o.GetKind()+"/"+o.GetNamespace()+"/"+o.GetName()] = true
+	}
+	list, err := client.AppsV1().Deployments("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list deployments: %w", err)
+	}
+	var parked []parkedDeployment
+	var errs []error
+	var waitFor []appsv1.Deployment
+	for _, d := range list.Items {
+		if own["Deployment/"+d.Namespace+"/"+d.Name] || skipNS[d.Namespace] || d.Spec.Template.Spec.HostNetwork || d.Spec.Replicas == nil || *d.Spec.Replicas == 0 {
+			continue
+		}
+		if err := scale(ctx, client, d.Namespace, d.Name, 0); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		parked = append(parked, parkedDeployment{ns: d.Namespace, name: d.Name, replicas: *d.Spec.Replicas})
+		waitFor = append(waitFor, d)
+	}
+	for _, d := range waitFor {
+		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("deployment %s/%s selector: %w", d.Namespace, d.Name, err))
+			continue
+		}
+		if err := podsGone(ctx, client, d.Namespace, sel); err != nil {
+			errs = append(errs, fmt.Errorf("pods of deployment %s/%s: %w", d.Namespace, d.Name, err))
+		}
+	}
+	return parked, errors.Join(errs...)
+}
+
+func unpark(ctx context.Context, client kubernetes.Interface, parked []parkedDeployment) error {
+	var errs []error
+	for _, p := range parked {
+		errs = append(errs, scale(ctx, client, p.ns, p.name, p.replicas))
+	}
+	return errors.Join(errs...)
+}
+
+func scale(ctx context.Context, client kubernetes.Interface, ns, name string, n int32) error {
+	patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, n)
+	if _, err := client.AppsV1().Deployments(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("scale deployment %s/%s to %d: %w", ns, name, n, err)
+	}
+	return nil
+}
+
+// podsGone waits for the pods sel matches to go; past podGoneTimeout the
+// rest are deleted with no grace period (their sandboxes' leftovers on the
+// nodes are then the node cleanup's to remove).
+func podsGone(ctx context.Context, client kubernetes.Interface, ns string, sel labels.Selector) error {
+	gone := func(ctx context.Context) (bool, error) {
+		pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+		if err != nil {
+			return false, nil
+		}
+		return len(pods.Items) == 0, nil
+	}
+	if err := poll(ctx, podGoneTimeout, gone); err == nil {
+		return nil
+	}
+	zero := int64(0)
+	pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return err
+	}
+	for _, p := range pods.Items {
+		_ = client.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+	}
+	return poll(ctx, 30*time.Second, gone)
+}
+
+// deleteObjects deletes objs and waits until every one is gone (foreground
+// deletion: a DaemonSet is gone after its pods).
+func deleteObjects(ctx context.Context, cfg *rest.Config, objs []*unstructured.Unstructured) error {
+	if err := install.Delete(ctx, cfg, objs); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
+	defer cancel()
+	return install.WaitDeleted(wctx, cfg, objs)
+}
+
+type nodeClean struct {
+	node    string
+	start   time.Time
+	removed Residue
+	left    Residue
+	err     error
+}
+
+// cleanNodes removes from every node what it has beyond its baseline and
+// reads it again.
+func cleanNodes(ctx context.Context, nodes []cluster.Node, base *Baseline) []nodeClean {
+	out := make([]nodeClean, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() {
+			c := nodeClean{node: n.Name, start: time.Now()}
+			defer func() { out[i] = c }()
+			b, ok := base.Nodes[n.Name]
+			if !ok {
+				c.err = fmt.Errorf("no baseline for node %s", n.Name)
+				return
+			}
+			now, err := Snapshot(ctx, n)
+			if err != nil {
+				c.err = err
+				return
+			}
+			c.removed = Diff(b, now)
+			if c.removed.Empty() {
+				return
+			}
+			if err := n.Exec.Run(ctx, nil, nil, "sh", "-c", cleanupScript(c.removed)); err != nil {
+				c.err = fmt.Errorf("clean node %s: %w", n.Name, err)
+				return
+			}
+			after, err := Snapshot(ctx, n)
+			if err != nil {
+				c.err = err
+				return
+			}
+			c.left = Diff(b, after)
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+func snapshotAll(ctx context.Context, nodes []cluster.Node) ([]NodeState, error) {
+	out := make([]NodeState, len(nodes))
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() { out[i], errs[i] = Snapshot(ctx, n) })
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+// cleanNodeObjects removes the annotations and labels a CNI put on the Node
+// objects (flannel's backend data, Calico's addresses): those not there at
+// the baseline, outside Kubernetes' own kubernetes.io and k8s.io domains.
+func cleanNodeObjects(ctx context.Context, client kubernetes.Interface, base *Baseline) ([]string, error) {
+	list, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	var removed []string
+	var errs []error
+	for _, n := range list.Items {
+		ann := cniKeys(n.Annotations, base.Annotations[n.Name])
+		lab := cniKeys(n.Labels, base.Labels[n.Name])
+		if len(ann)+len(lab) == 0 {
+			continue
+		}
+		md := map[string]any{}
+		if len(ann) > 0 {
+			md["annotations"] = nulls(ann)
+		}
+		if len(lab) > 0 {
+			md["labels"] = nulls(lab)
+		}
+		patch, _ := json.Marshal(map[string]any{"metadata": md})
+		if _, err := client.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			errs = append(errs, fmt.Errorf("node %s: %w", n.Name, err))
+			continue
+		}
+		removed = append(removed, fmt.Sprintf("%s: %d annotations, %d labels", n.Name, len(ann), len(lab)))
+	}
+	return removed, errors.Join(errs...)
+}
+
+func cniKeys(now map[string]string, base map[string]bool) []string {
+	var out []string
+	for k := range now {
+		if base[k] || kubernetesKey(k) {
+			continue
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+func kubernetesKey(k string) bool {
+	domain, _, ok := strings.Cut(k, "/")
+	if !ok {
+		return false
+	}
+	return domain == "kubernetes.io" || domain == "k8s.io" || strings.HasSuffix(domain, ".kubernetes.io") || strings.HasSuffix(domain, ".k8s.io")
+}
+
+func nulls(ks []string) map[string]any {
+	m := map[string]any{}
+	for _, k := range ks {
+		m[k] = nil
+	}
+	return m
+}
+
+func poll(ctx context.Context, limit time.Duration, cond wait.ConditionWithContextFunc) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	// After its steps, DelayFunc keeps waiting its last interval (~3 s).
+	return wait.Backoff{Duration: 200 * time.Millisecond, Factor: 1.5, Jitter: 0.1, Steps: 8}.DelayFunc().Until(ctx, true, true, cond)
+}
