@@ -72,6 +72,7 @@ func TestE2E(t *testing.T) {
 			filepath.Join(root, "scenarios/offline-flannel.yaml"),
 			filepath.Join(root, "scenarios/offline-flannel-arm64.yaml"),
 			filepath.Join(root, "scenarios/seed-2019.yaml"),
+			filepath.Join(root, "scenarios/seed-2019-calico.yaml"),
 			filepath.Join(root, "scenarios/offline-flannel-upgrade.yaml"),
 			filepath.Join(root, "e2e/testdata/negative-missing-image.yaml"),
 			filepath.Join(root, "e2e/testdata/negative-target-port.yaml"),

@@ -12,7 +12,9 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/cnimatrix/cnimatrix/internal/apicompat"
 	"github.com/cnimatrix/cnimatrix/internal/calico"
 	"github.com/cnimatrix/cnimatrix/internal/catalog"
 	"github.com/cnimatrix/cnimatrix/internal/images"
@@ -106,6 +108,15 @@ func printCatalog(w io.Writer, c *catalog.Calico) error {
 			}
 			fmt.Fprintf(tw, "\t\t\t  %s%s: %s\n", is.Ref, fixed, is.Summary)
 		}
+		if len(v.RemovedAPIs) > 0 {
+			var uses []string
+			for _, a := range v.RemovedAPIs {
+				if r, ok := apicompat.Lookup(a.APIVersion, a.Kind); ok {
+					uses = append(uses, r.Reason())
+				}
+			}
+			fmt.Fprintf(tw, "\t\t\t  uses removed APIs: %s\n", strings.Join(uses, ", "))
+		}
 	}
 	return tw.Flush()
 }
@@ -118,7 +129,9 @@ func newCatalogUpdateCmd(g *globalFlags, src *catalogSource) *cobra.Command {
 		Long: `Update downloads each file of the Calico catalog (all versions, or those
 named), into the manifest cache, and prints per file: its pin, the sum of
 the download, and whether it is new, unchanged or CHANGED. For calico.yaml
-files it also compares the images the manifest uses with the catalog's list.
+files it also compares the images the manifest uses with the catalog's list,
+and the Kubernetes APIs they use that Kubernetes removed with the version's
+removedAPIs (from which runs skip cells without the manifest).
 
 A changed pin is never taken silently: update only reports it, and --write
 rewrites the sha256 fields of the catalog file (--file, default
@@ -151,6 +164,7 @@ URL and error, and the command fails.`,
 			var failed []error
 			changed := 0
 			for _, v := range versions {
+				var manifests []string // downloaded, for the removedAPIs check
 				for _, f := range v.Files() {
 					r, err := cache.Fetch(cmd.Context(), f.URL, "")
 					if err != nil {
@@ -171,11 +185,13 @@ URL and error, and the command fails.`,
 						fmt.Fprintf(out, "%s %s: CHANGED upstream: pinned %s, now %s (%s)\n", v.Version, f.Name(), f.SHA256, r.SHA256, f.URL)
 					}
 					if slices.Contains(v.Manifests, *f) {
+						manifests = append(manifests, r.Path)
 						if d := imageDiff(r.Path, v.Images); d != "" {
 							fmt.Fprintf(out, "%s %s: images differ from the catalog: %s\n", v.Version, f.Name(), d)
 						}
 					}
 				}
+				checkRemovedAPIs(out, v, manifests)
 			}
 			switch {
 			case changed == 0 && len(failed) == 0:
@@ -236,6 +252,33 @@ func imageDiff(path string, want []string) string {
 	return strings.Join(parts, "; ")
 }
 
+// checkRemovedAPIs scans the downloaded manifests of v (paths, when all of
+// them were fetched) for APIs Kubernetes removed and prints how they
+// differ from the catalog's removedAPIs, from which runs skip cells
+// without the manifest: a difference means the catalog skips what could
+// run, or runs what cannot.
+func checkRemovedAPIs(w io.Writer, v *catalog.CalicoVersion, paths []string) {
+	if len(paths) != len(v.Manifests) {
+		return // a manifest was not fetched: reported already
+	}
+	var objs []*unstructured.Unstructured
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err == nil {
+			var o []*unstructured.Unstructured
+			o, err = install.ParseManifest(data)
+			objs = append(objs, o...)
+		}
+		if err != nil {
+			fmt.Fprintf(w, "%s: removed APIs not checked: %v\n", v.Version, err)
+			return
+		}
+	}
+	if d := apicompat.Diff(apicompat.Used(objs), v.RemovedAPIs); d != "" {
+		fmt.Fprintf(w, "%s: removed Kubernetes APIs differ from the catalog's removedAPIs: %s\n", v.Version, d)
+	}
+}
+
 func pickVersions(c *catalog.Calico, names []string) ([]*catalog.CalicoVersion, error) {
 	if len(names) == 0 {
 		out := make([]*catalog.CalicoVersion, len(c.Versions))
@@ -278,8 +321,12 @@ run still refuses them until they are pinned ('catalog update --write').`,
 			cache := manifestCache(g)
 			var failed []error
 			for _, v := range versions {
+				var manifests []string
 				for _, f := range v.Files() {
 					r, err := cache.Fetch(cmd.Context(), f.URL, f.SHA256)
+					if err == nil && slices.Contains(v.Manifests, *f) {
+						manifests = append(manifests, r.Path)
+					}
 					switch {
 					case err != nil:
 						failed = append(failed, fmt.Errorf("%s %s: %w", v.Version, f.Name(), err))
@@ -292,6 +339,7 @@ run still refuses them until they are pinned ('catalog update --write').`,
 						fmt.Fprintf(out, "%s %s: downloaded %s\n", v.Version, f.Name(), r.Path)
 					}
 				}
+				checkRemovedAPIs(out, v, manifests)
 			}
 			if len(failed) > 0 {
 				return fmt.Errorf("%d files not fetched:\n%w", len(failed), errors.Join(failed...))

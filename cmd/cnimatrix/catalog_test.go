@@ -212,3 +212,53 @@ func TestCatalogBadInput(t *testing.T) {
 		t.Errorf("bad catalog file: exit %d %v", code, err)
 	}
 }
+
+// update scans the downloaded manifests for removed Kubernetes APIs and
+// reports where they differ from the catalog's removedAPIs, the data runs
+// skip cells by.
+func TestCatalogUpdateChecksRemovedAPIs(t *testing.T) {
+	manifest, err := os.ReadFile("../../internal/calico/testdata/calico-v3.2-shaped.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(manifest) }))
+	t.Cleanup(srv.Close)
+	old := catalogHTTPClient
+	catalogHTTPClient = srv.Client()
+	t.Cleanup(func() { catalogHTTPClient = old })
+	entry := func(version, removed string) string {
+		return `  - version: ` + version + `
+    kubernetes: [v1.10]
+    manifests:
+      - url: ` + srv.URL + `/` + version + `/calico.yaml
+        sha256: ""
+    images: [quay.io/calico/node:v3.2.8, quay.io/calico/cni:v3.2.8, quay.io/calico/kube-controllers:v3.2.8]
+    arm64: arch-suffixed tags
+    removedAPIs: ` + removed + `
+`
+	}
+	file := filepath.Join(t.TempDir(), "calico.yaml")
+	body := "versions:\n" +
+		entry("v3.2.97", "[{apiVersion: extensions/v1beta1, kind: DaemonSet}, {apiVersion: extensions/v1beta1, kind: Deployment}]") +
+		entry("v3.2.98", "[{apiVersion: extensions/v1beta1, kind: DaemonSet}, {apiVersion: apiextensions.k8s.io/v1beta1, kind: CustomResourceDefinition}]")
+	if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, err := runCatalog(t, "update", "--file", file, "--cache", t.TempDir())
+	if code != 0 {
+		t.Fatalf("exit %d: %v\n%s", code, err, out)
+	}
+	if strings.Contains(out, "v3.2.97: removed") {
+		t.Errorf("v3.2.97 declares what its manifest uses, yet:\n%s", out)
+	}
+	want := "v3.2.98: removed Kubernetes APIs differ from the catalog's removedAPIs: manifest also uses extensions/v1beta1 Deployment (removed in v1.16); " +
+		"manifest does not use apiextensions.k8s.io/v1beta1 CustomResourceDefinition"
+	if !strings.Contains(out, want) {
+		t.Errorf("update output lacks\n%s\n%s", want, out)
+	}
+
+	_, list, _ := runCatalog(t, "--file", file)
+	if !strings.Contains(list, "uses removed APIs: extensions/v1beta1 DaemonSet (removed in v1.16), extensions/v1beta1 Deployment (removed in v1.16)") {
+		t.Errorf("catalog listing:\n%s", list)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/cnimatrix/cnimatrix/internal/apicompat"
 )
 
 //go:embed calico.yaml
@@ -39,6 +41,11 @@ type CalicoVersion struct {
 	Images      []string     `yaml:"images"`
 	Arm64       string       `yaml:"arm64"`
 	Arm64Issues []Issue      `yaml:"arm64Issues"`
+	// RemovedAPIs are the Kubernetes APIs its manifests use that later
+	// Kubernetes releases removed (apicompat's table): a cell whose
+	// Kubernetes no longer serves one is skipped with that reason, without
+	// the manifest. `catalog update` checks the list against the download.
+	RemovedAPIs []apicompat.API `yaml:"removedAPIs"`
 }
 
 // RemoteFile is a file the harness downloads. An empty SHA256 means not
@@ -139,6 +146,16 @@ func (c *Calico) validate() error {
 		}
 		if v.Arm64 == "" {
 			errs = append(errs, fmt.Errorf("%s: arm64: say how its images reach arm64 nodes", where))
+		}
+		seenAPI := map[apicompat.API]bool{}
+		for _, a := range v.RemovedAPIs {
+			if _, ok := apicompat.Lookup(a.APIVersion, a.Kind); !ok || a.Kind == "" {
+				errs = append(errs, fmt.Errorf("%s: removedAPIs: %s is not a removed Kubernetes API (internal/apicompat)", where, a))
+			}
+			if seenAPI[a] {
+				errs = append(errs, fmt.Errorf("%s: removedAPIs: %s listed twice", where, a))
+			}
+			seenAPI[a] = true
 		}
 		for _, is := range v.Arm64Issues {
 			if !issueRefRE.MatchString(is.Ref) {
@@ -265,7 +282,8 @@ func (c *Catalog) addCalico(cal *Calico) {
 	n := CNI{Name: "calico", Description: "Project Calico, calico.yaml install (downloaded; see internal/catalog/calico.yaml)",
 		Namespace: CalicoNamespace, Selector: CalicoSelector}
 	for _, v := range cal.Versions {
-		n.Versions = append(n.Versions, CNIVersion{Version: v.Version, Images: v.Images, Remote: v.Manifests})
+		n.Versions = append(n.Versions, CNIVersion{Version: v.Version, Images: v.Images, Remote: v.Manifests,
+			RemovedAPIs: v.RemovedAPIs, Tested: v.KubernetesRange()})
 	}
 	c.CNIs = append(c.CNIs, n)
 }

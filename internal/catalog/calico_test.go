@@ -117,6 +117,10 @@ func TestParseCalicoValidates(t *testing.T) {
 		"no arm64 summary": {"    arm64: multi-arch\n", "", "arm64: say how"},
 		"bad issue ref":    {"    arm64: multi-arch\n", "    arm64: multi-arch\n    arm64Issues: [{ref: \"calico 5963\", summary: x}]\n", "want owner/repo#N"},
 		"bad fixedIn":      {"    arm64: multi-arch\n", "    arm64: multi-arch\n    arm64Issues: [{ref: a/b#1, summary: x, fixedIn: soon}]\n", "fixedIn"},
+		"served API":       {"    arm64: multi-arch\n", "    arm64: multi-arch\n    removedAPIs: [{apiVersion: apps/v1, kind: DaemonSet}]\n", "apps/v1 DaemonSet is not a removed Kubernetes API"},
+		"API twice": {"    arm64: multi-arch\n", "    arm64: multi-arch\n    removedAPIs: [{apiVersion: extensions/v1beta1, kind: DaemonSet}, {apiVersion: extensions/v1beta1, kind: DaemonSet}]\n",
+			"extensions/v1beta1 DaemonSet listed twice"},
+		"API misspelt": {"    arm64: multi-arch\n", "    arm64: multi-arch\n    removedAPIs: [{apiversion: extensions/v1beta1, kind: DaemonSet}]\n", "field apiversion not found"},
 	} {
 		data := strings.Replace(good, tc.from, tc.to, 1)
 		if data == good {
@@ -194,5 +198,40 @@ func TestRewriteCalicoPinsErrors(t *testing.T) {
 	noField := strings.Replace(goodEntry, "        sha256: \"%s\"\n", "", 1)
 	if _, err := RewriteCalicoPins([]byte(noField), map[string]string{"https://example.com/v3.28.5/calico.yaml": strings.Repeat("a", 64)}); err == nil || !strings.Contains(err.Error(), "no sha256 field") {
 		t.Errorf("entry without sha256: %v", err)
+	}
+}
+
+// The seed-era releases carry why no modern Kubernetes runs them; the
+// supported range carries nothing that stops it on the Kubernetes built here.
+func TestCalicoSkipReasons(t *testing.T) {
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := c.CNI("calico")
+	want := map[string]string{
+		"v3.1.7": "calico v3.1.7 cannot run on Kubernetes v1.37.2: its manifest uses extensions/v1beta1 DaemonSet (removed in v1.16), " +
+			"extensions/v1beta1 Deployment (removed in v1.16), rbac.authorization.k8s.io/v1beta1 ClusterRole (removed in v1.22), " +
+			"rbac.authorization.k8s.io/v1beta1 ClusterRoleBinding (removed in v1.22); tested on v1.8-v1.10",
+		"v3.2.8": "calico v3.2.8 cannot run on Kubernetes v1.37.2: its manifest uses extensions/v1beta1 DaemonSet (removed in v1.16), " +
+			"extensions/v1beta1 Deployment (removed in v1.16), rbac.authorization.k8s.io/v1beta1 ClusterRole (removed in v1.22), " +
+			"rbac.authorization.k8s.io/v1beta1 ClusterRoleBinding (removed in v1.22); tested on v1.9-v1.11",
+		"v3.8.9": "calico v3.8.9 cannot run on Kubernetes v1.37.2: its manifest uses apiextensions.k8s.io/v1beta1 CustomResourceDefinition (removed in v1.22); tested on v1.13-v1.15",
+	}
+	for _, v := range n.Versions {
+		got, err := v.SkipReason("calico", "v1.37.2")
+		if err != nil || got != want[v.Version] {
+			t.Errorf("%s on v1.37.2: %q, %v\nwant %q", v.Version, got, err, want[v.Version])
+		}
+	}
+	v31, _ := n.Version("v3.1.7")
+	if r, err := v31.SkipReason("calico", "v1.10.13"); r != "" || err != nil {
+		t.Errorf("v3.1.7 on the Kubernetes it was tested on: %q, %v", r, err)
+	}
+	if rs, _ := v31.CannotRunOn("v1.16.0"); len(rs) != 2 {
+		t.Errorf("v3.1.7 on v1.16: %v, want the two extensions/v1beta1 workloads", rs)
+	}
+	if _, err := v31.SkipReason("calico", "latest"); err == nil {
+		t.Error("SkipReason accepted Kubernetes version \"latest\"")
 	}
 }

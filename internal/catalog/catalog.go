@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/cnimatrix/cnimatrix/internal/apicompat"
 )
 
 //go:embed catalog.yaml
@@ -48,6 +50,53 @@ type CNIVersion struct {
 	// Remote, instead of Manifest, are files to download and apply in
 	// order (Calico's versions); they come from calico.yaml.
 	Remote []RemoteFile `yaml:"-"`
+	// RemovedAPIs are the removed Kubernetes APIs its manifest uses and
+	// Tested the Kubernetes minors it was tested on ("v1.8-v1.10"); from
+	// calico.yaml, so that a cell the Kubernetes version cannot run is
+	// known without the manifest (CannotRunOn).
+	RemovedAPIs []apicompat.API `yaml:"-"`
+	Tested      string          `yaml:"-"`
+}
+
+// CannotRunOn returns the removed APIs of the version's manifest that
+// Kubernetes k8s no longer serves, in catalog order: empty when nothing
+// known stops it.
+func (v *CNIVersion) CannotRunOn(k8s string) ([]apicompat.Removal, error) {
+	var out []apicompat.Removal
+	for _, a := range v.RemovedAPIs {
+		r, ok := apicompat.Lookup(a.APIVersion, a.Kind)
+		if !ok {
+			continue // refused by the catalog's validation
+		}
+		gone, err := r.RemovedBy(k8s)
+		if err != nil {
+			return nil, err
+		}
+		if gone {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// SkipReason is why a cell of this version cannot run on Kubernetes k8s,
+// "" when nothing known stops it: "calico v3.1.7 cannot run on Kubernetes
+// v1.37.2: its manifest uses extensions/v1beta1 DaemonSet (removed in
+// v1.16), ...; tested on v1.8-v1.10".
+func (v *CNIVersion) SkipReason(cni, k8s string) (string, error) {
+	rs, err := v.CannotRunOn(k8s)
+	if err != nil || len(rs) == 0 {
+		return "", err
+	}
+	var uses []string
+	for _, r := range rs {
+		uses = append(uses, r.Reason())
+	}
+	s := fmt.Sprintf("%s %s cannot run on Kubernetes %s: its manifest uses %s", cni, v.Version, k8s, strings.Join(uses, ", "))
+	if v.Tested != "" {
+		s += "; tested on " + v.Tested
+	}
+	return s, nil
 }
 
 // Load parses the embedded catalog.

@@ -90,6 +90,12 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		run.skip("cluster", res.Reason)
 		return res
 	}
+	// A cell its Kubernetes cannot run: skipped with the reason, its
+	// images audited, no cluster (skip.go).
+	if sk := s.SkipFor(cell); sk != nil {
+		e.skipCell(ctx, run, cell, sk)
+		return res
+	}
 
 	// images: cached builds; cheap when Prepare ran.
 	var nodeImage string

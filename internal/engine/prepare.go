@@ -15,7 +15,12 @@ import (
 // need and pushes the pulled ones into the run's registry. It is the
 // "images" phase done once for all cells.
 func (e *Engine) Prepare(ctx context.Context, s *scenario.Scenario) error {
+	runs := false
 	for _, c := range s.Cells() {
+		if s.SkipFor(c) != nil {
+			continue // no cluster: no node image, no disk
+		}
+		runs = true
 		if _, err := e.NodeImage(ctx, c.Kubernetes, controlPlaneArch(c)); err != nil {
 			return err
 		}
@@ -24,6 +29,9 @@ func (e *Engine) Prepare(ctx context.Context, s *scenario.Scenario) error {
 				return err
 			}
 		}
+	}
+	if !runs {
+		return nil // every cell is skipped: nothing to pull
 	}
 	if err := e.PushImages(ctx, s.CNI.Name); err != nil {
 		return err

@@ -137,3 +137,94 @@ func TestCalicoUpgradeToResolvesFromCache(t *testing.T) {
 		t.Errorf("upgrade manifest: %+v", s.Upgrade)
 	}
 }
+
+// The seed-era Calico scenario loads offline with an empty manifest cache:
+// no modern Kubernetes can run those versions, the catalog says why, and a
+// version whose every cell is skipped needs no manifest.
+func TestSeedCalicoScenarioLoadsOffline(t *testing.T) {
+	cat, err := catalog.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ManifestCacheDir = t.TempDir()
+	t.Cleanup(func() { ManifestCacheDir = "" })
+	s, err := Load("../../scenarios/seed-2019-calico.yaml", cat, "/repo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cells := s.Cells()
+	if len(cells) != 6 {
+		t.Fatalf("%d cells, want 6", len(cells))
+	}
+	if len(s.CNI.Manifests) != 0 || len(s.ManifestPaths()) != 0 {
+		t.Errorf("manifests resolved for cells that are all skipped: %v", s.CNI.Manifests)
+	}
+	for _, c := range cells {
+		sk := s.SkipFor(c)
+		if sk == nil {
+			t.Errorf("%s: not skipped", c)
+			continue
+		}
+		if !strings.HasPrefix(sk.Reason, "calico "+c.CNIVersion+" cannot run on Kubernetes v1.37.2: its manifest uses ") || len(sk.Removed) == 0 || len(sk.Images) < 4 {
+			t.Errorf("%s: %+v", c, sk)
+		}
+		if want := s.ExpectFor(c); want.Outcome != "skipped" || len(want.Evidence) == 0 {
+			t.Errorf("%s: expectation %+v", c, want)
+		}
+	}
+	v31 := s.SkipFor(cells[0])
+	if !strings.Contains(v31.Reason, "extensions/v1beta1 DaemonSet (removed in v1.16)") || !strings.HasSuffix(v31.Reason, "; tested on v1.8-v1.10") {
+		t.Errorf("v3.1.7 reason: %s", v31.Reason)
+	}
+}
+
+// A version that can run on one of the scenario's Kubernetes versions still
+// needs its pinned, cached manifest; the cells it cannot run are skipped.
+func TestSkipOnlyWhereTheKubernetesCannotRun(t *testing.T) {
+	cat, err := catalog.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// v3.8.9's v1beta1 CRDs are still served by v1.21.
+	cat.Kubernetes = append(cat.Kubernetes, catalog.KubernetesVersion{Version: "v1.21.14"})
+	ManifestCacheDir = t.TempDir()
+	t.Cleanup(func() { ManifestCacheDir = "" })
+	body := []byte("name: c\ncni:\n  name: calico\n  versions: [v3.8.9, v3.32.1]\nkubernetes: [v1.21.14, v1.37.2]\narch: [amd64]\n")
+	p := filepath.Join(t.TempDir(), "s.yaml")
+	if err := os.WriteFile(p, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(p, cat, "/repo")
+	errs, ok := err.(Errors)
+	if !ok || len(errs) != 2 || errs[0].Line != 4 || !strings.Contains(errs[0].Msg, "calico v3.8.9: manifest not pinned") ||
+		!strings.Contains(errs[1].Msg, "calico v3.32.1: manifest not pinned") {
+		t.Fatalf("want v3.8.9 and v3.32.1 to need their manifests, got %v", err)
+	}
+
+	// With both versions' manifests pinned and cached, it loads; only
+	// v3.8.9 on v1.37.2 is skipped.
+	data := []byte("kind: ConfigMap\napiVersion: v1\nmetadata: {name: calico-config}\n")
+	seed(t, ManifestCacheDir, data)
+	n, _ := cat.CNI("calico")
+	for _, ver := range []string{"v3.8.9", "v3.32.1"} {
+		cv, _ := n.Version(ver)
+		cv.Remote = []catalog.RemoteFile{{URL: "https://example.invalid/" + ver + "/calico.yaml", SHA256: manifestcache.Sum(data)}}
+	}
+	s, err := Load(p, cat, "/repo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var skipped []string
+	for _, c := range s.Cells() {
+		if sk := s.SkipFor(c); sk != nil {
+			skipped = append(skipped, c.CNIVersion+"@"+c.Kubernetes+": "+sk.Reason)
+		}
+	}
+	want := "v3.8.9@v1.37.2: calico v3.8.9 cannot run on Kubernetes v1.37.2: its manifest uses apiextensions.k8s.io/v1beta1 CustomResourceDefinition (removed in v1.22); tested on v1.13-v1.15"
+	if len(skipped) != 1 || skipped[0] != want {
+		t.Errorf("skipped cells:\n%s\nwant\n%s", strings.Join(skipped, "\n"), want)
+	}
+	if s.CNI.Manifests["v3.8.9"] == "" {
+		t.Error("v3.8.9 runs on v1.21.14 but has no manifest")
+	}
+}

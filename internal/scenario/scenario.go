@@ -19,6 +19,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/cnimatrix/cnimatrix/internal/apicompat"
 	"github.com/cnimatrix/cnimatrix/internal/calico"
 	"github.com/cnimatrix/cnimatrix/internal/catalog"
 	"github.com/cnimatrix/cnimatrix/internal/install"
@@ -58,7 +59,30 @@ type Scenario struct {
 	// another on one cluster, uninstalling the CNI in between (cnimatrix
 	// run --reuse-clusters sets it for every scenario).
 	ReuseClusters bool
+	// skips: the cells that cannot run, by skipKey (SkipFor).
+	skips map[string]*Skip
 }
+
+// Skip is why a cell cannot run, and what can be looked at without it.
+type Skip struct {
+	// Reason is catalog.CNIVersion.SkipReason's: "calico v3.1.7 cannot run
+	// on Kubernetes v1.37.2: its manifest uses ...".
+	Reason string
+	// Removed are the APIs of the version's manifest that the cell's
+	// Kubernetes no longer serves.
+	Removed []apicompat.Removal
+	// Images are the catalog's images of the version, to audit for the
+	// cell's arch though the cell does not run.
+	Images []string
+}
+
+func skipKey(version, k8s string) string { return version + "\x00" + k8s }
+
+// SkipFor says why cell c cannot run, nil when it can: the catalog says
+// its version's manifest uses an API its Kubernetes no longer serves. Such
+// a cell is skipped with the reason and needs no cluster; a version whose
+// every cell is skipped needs no manifest either.
+func (s *Scenario) SkipFor(c matrix.Cell) *Skip { return s.skips[skipKey(c.CNIVersion, c.Kubernetes)] }
 
 // Soak is the scenario's soak block.
 type Soak struct {
@@ -355,6 +379,17 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 			v.add(raw.CNI.Manifest.Line, "cni.manifest %s: %v", raw.CNI.Manifest.V, errors.Unwrap(err))
 		}
 	}
+	// The Kubernetes versions, read before the CNI versions so that a
+	// version none of them can run is known without its manifest; they are
+	// validated below.
+	k8sVersions := []string{cat.DefaultKubernetes()}
+	if len(raw.Kubernetes) > 0 {
+		k8sVersions = nil
+		for _, k := range raw.Kubernetes {
+			k8sVersions = append(k8sVersions, k.V)
+		}
+	}
+	s.skips = map[string]*Skip{}
 	perVersion := map[string]string{}
 	for ver, file := range raw.CNI.Manifests {
 		p := file.V
@@ -374,6 +409,10 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 	for _, ver := range raw.CNI.Versions {
 		if ok {
 			cv, known := cni.Version(ver.V)
+			skipped := 0
+			if known && perVersion[ver.V] == "" && override == "" {
+				skipped = s.addSkips(cni.Name, cv, k8sVersions)
+			}
 			switch {
 			case perVersion[ver.V] != "":
 				s.CNI.Manifests[ver.V] = perVersion[ver.V]
@@ -381,6 +420,8 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 				s.CNI.Manifests[ver.V] = override
 			case !known:
 				v.add(ver.Line, "unknown %s version %q (known: %s; or give cni.manifest or cni.manifests)", cni.Name, ver.V, strings.Join(cni.VersionNames(), ", "))
+			case skipped == len(k8sVersions):
+				// Every cell of the version is skipped: no manifest to resolve.
 			case len(cv.Remote) > 0:
 				p, err := remoteManifest(cni.Name, cv)
 				if err != nil {
@@ -553,6 +594,23 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 		return nil, v.errs
 	}
 	return s, nil
+}
+
+// addSkips records why version cv cannot run on each of k8sVersions that
+// it cannot run on, and returns how many those are. A Kubernetes version
+// that does not parse is left to the Kubernetes validation to report.
+func (s *Scenario) addSkips(cni string, cv *catalog.CNIVersion, k8sVersions []string) int {
+	n := 0
+	for _, k := range k8sVersions {
+		r, err := cv.SkipReason(cni, k)
+		if err != nil || r == "" {
+			continue
+		}
+		removed, _ := cv.CannotRunOn(k)
+		s.skips[skipKey(cv.Version, k)] = &Skip{Reason: r, Removed: removed, Images: cv.Images}
+		n++
+	}
+	return n
 }
 
 // upgrade reads the upgrade block. TO's manifest comes from cni.manifests,
