@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -143,7 +144,11 @@ cluster; it does not go with --keep.`,
 				return err
 			}
 			defer func() {
-				if err := eng.Close(ctx); err != nil {
+				// Also after Ctrl-C: what the run made is removed on a
+				// context of its own.
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+				defer cancel()
+				if err := eng.Close(cctx); err != nil {
 					log.Infof("cleanup: %v", err)
 				}
 			}()

@@ -13,6 +13,8 @@ type Options struct {
 	// Registry all Calico images are pulled from ("docker.io", "quay.io"
 	// or a mirror); "" keeps the manifest's.
 	Registry string
+	// Install is InstallManifest ("" too) or InstallOperator.
+	Install string
 }
 
 // Configure applies o to a parsed calico.yaml, every edit or none said

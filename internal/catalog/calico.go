@@ -282,7 +282,7 @@ func (c *Catalog) addCalico(cal *Calico) {
 	n := CNI{Name: "calico", Description: "Project Calico, calico.yaml install (downloaded; see internal/catalog/calico.yaml)",
 		Namespace: CalicoNamespace, Selector: CalicoSelector}
 	for _, v := range cal.Versions {
-		n.Versions = append(n.Versions, CNIVersion{Version: v.Version, Images: v.Images, Remote: v.Manifests,
+		n.Versions = append(n.Versions, CNIVersion{Version: v.Version, Images: v.Images, Remote: v.Manifests, Operator: v.Operator,
 			RemovedAPIs: v.RemovedAPIs, Tested: v.KubernetesRange()})
 	}
 	c.CNIs = append(c.CNIs, n)

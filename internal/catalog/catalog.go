@@ -50,6 +50,9 @@ type CNIVersion struct {
 	// Remote, instead of Manifest, are files to download and apply in
 	// order (Calico's versions); they come from calico.yaml.
 	Remote []RemoteFile `yaml:"-"`
+	// Operator are the operator install's files, in apply order (Calico
+	// v3.15 and later).
+	Operator []RemoteFile `yaml:"-"`
 	// RemovedAPIs are the removed Kubernetes APIs its manifest uses and
 	// Tested the Kubernetes minors it was tested on ("v1.8-v1.10"); from
 	// calico.yaml, so that a cell the Kubernetes version cannot run is

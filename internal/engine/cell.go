@@ -209,7 +209,7 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 	if pool != nil {
 		defer func() {
 			pool.cells++
-			e.release(ctx, run, key, pool, run.client, appliedObjects(run.applied...), wanted())
+			e.release(ctx, run, key, pool, run.client, appliedObjects(run.applied...), operatorNamespaces(s), wanted())
 		}()
 	} else {
 		defer e.teardown(ctx, run, prov, cl, workDir)
@@ -290,7 +290,7 @@ func (e *Engine) installCNI(ctx context.Context, run *cellRun, cfg *rest.Config,
 			log.Infof("image overrides: replaced %d container images", n)
 		}
 		if s.CNI.Calico != nil {
-			if err := calico.Configure(objs, *s.CNI.Calico); err != nil {
+			if objs, err = calico.ConfigureFor(objs, *s.CNI.Calico); err != nil {
 				return nil, fmt.Errorf("configure %s: %w", path, err)
 			}
 		}
@@ -312,6 +312,11 @@ func (e *Engine) installCNI(ctx context.Context, run *cellRun, cfg *rest.Config,
 		}
 		if err != nil {
 			return nil, err
+		}
+		if operatorInstall(s) {
+			if err := e.waitOperator(wctx, cfg, client, log); err != nil {
+				return operatorEvidence(err), err
+			}
 		}
 		return vmReadyEvidence(ctx, client, cl), nil
 	}); err != nil {

@@ -149,7 +149,7 @@ func baselineEvidence(b *uninstall.Baseline) []matrix.Evidence {
 // release hands a reused cell's cluster on: its CNI is uninstalled (phase
 // "uninstall") and the cluster waits for the next cell of its key. A cluster
 // that did not come back clean is deleted instead.
-func (e *Engine) release(ctx context.Context, run *cellRun, key string, p *pooled, client kubernetes.Interface, applied []*unstructured.Unstructured, wanted bool) {
+func (e *Engine) release(ctx context.Context, run *cellRun, key string, p *pooled, client kubernetes.Interface, applied []*unstructured.Unstructured, operated []string, wanted bool) {
 	if !wanted {
 		e.teardown(ctx, run, p.prov, p.cl, p.workDir)
 		return
@@ -164,7 +164,7 @@ func (e *Engine) release(ctx context.Context, run *cellRun, key string, p *poole
 			defer cancel()
 			steps, err := uninstall.Run(uctx, uninstall.Target{
 				Config: cfg, Client: client, Nodes: p.cl.Nodes, Objects: applied,
-				Namespaces: []string{ChecksNamespace}, Baseline: p.baseline, Log: run.log,
+				Namespaces: []string{ChecksNamespace}, Operated: operated, Baseline: p.baseline, Log: run.log,
 			})
 			var ev []matrix.Evidence
 			for _, s := range steps {

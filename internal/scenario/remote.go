@@ -17,11 +17,18 @@ var ManifestCacheDir string
 // (Calico) to one local file, from the cache only: loading a scenario never
 // touches the network, and a run applies only pinned bytes. Both "not
 // pinned" and "not cached" say what command fixes them.
-func remoteManifest(cni string, cv *catalog.CNIVersion) (string, error) {
+func remoteManifest(cni string, cv *catalog.CNIVersion, operator bool) (string, error) {
+	files := cv.Remote
+	if operator {
+		if len(cv.Operator) == 0 {
+			return "", fmt.Errorf("%s %s has no operator install in the catalog (operator installs start at v3.15); use cni.calico.install: manifest", cni, cv.Version)
+		}
+		files = cv.Operator
+	}
 	c := manifestcache.New(ManifestCacheDir)
 	var parts []manifestcache.Result
 	var unpinned, missing []string
-	for _, f := range cv.Remote {
+	for _, f := range files {
 		if !f.Pinned() {
 			unpinned = append(unpinned, f.URL)
 			continue

@@ -273,6 +273,7 @@ type rawScenario struct {
 		ImageOverrides map[string]str `yaml:"imageOverrides"`
 		// Calico: options of a calico.yaml install.
 		Calico *struct {
+			Install       str `yaml:"install"`
 			Encapsulation str `yaml:"encapsulation"`
 			MTU           str `yaml:"mtu"`
 			Registry      str `yaml:"registry"`
@@ -406,6 +407,18 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 		}
 		perVersion[ver] = p
 	}
+	// The install method decides which of a catalog version's files it
+	// needs: calico.yaml, or the operator's.
+	operator := false
+	if c := raw.CNI.Calico; c != nil {
+		switch c.Install.V {
+		case "", calico.InstallManifest:
+		case calico.InstallOperator:
+			operator = true
+		default:
+			v.add(c.Install.Line, "cni.calico.install %q: want %s or %s", c.Install.V, calico.InstallManifest, calico.InstallOperator)
+		}
+	}
 	for _, ver := range raw.CNI.Versions {
 		if ok {
 			cv, known := cni.Version(ver.V)
@@ -423,7 +436,7 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 			case skipped == len(k8sVersions):
 				// Every cell of the version is skipped: no manifest to resolve.
 			case len(cv.Remote) > 0:
-				p, err := remoteManifest(cni.Name, cv)
+				p, err := remoteManifest(cni.Name, cv, operator)
 				if err != nil {
 					v.add(ver.Line, "%v", err)
 				}
@@ -435,10 +448,13 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 		s.CNI.Versions = append(s.CNI.Versions, ver.V)
 	}
 	if raw.Upgrade != nil {
-		s.Upgrade = v.upgrade(raw.Upgrade.To, raw.Upgrade.ProbeInterval, raw.Upgrade.MaxFailedProbes, s.CNI.Versions, perVersion[raw.Upgrade.To.V], override, cni, ok, repoRoot)
+		s.Upgrade = v.upgrade(raw.Upgrade.To, raw.Upgrade.ProbeInterval, raw.Upgrade.MaxFailedProbes, s.CNI.Versions, perVersion[raw.Upgrade.To.V], override, cni, ok, operator, repoRoot)
 	}
 	if ok {
 		s.CNI.Namespace, s.CNI.Selector = cni.Namespace, cni.Selector
+		if operator {
+			s.CNI.Namespace = calico.OperatorNamespace
+		}
 	}
 	if raw.CNI.Namespace.V != "" {
 		s.CNI.Namespace = raw.CNI.Namespace.V
@@ -518,7 +534,7 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 	}
 
 	if c := raw.CNI.Calico; c != nil {
-		s.CNI.Calico = v.calicoOptions(c.Encapsulation, c.MTU, c.Registry, s)
+		s.CNI.Calico = v.calicoOptions(c.Encapsulation, c.MTU, c.Registry, s, operator)
 	}
 
 	// Timeouts
@@ -615,7 +631,7 @@ func (s *Scenario) addSkips(cni string, cv *catalog.CNIVersion, k8sVersions []st
 
 // upgrade reads the upgrade block. TO's manifest comes from cni.manifests,
 // else cni.manifest, else the catalog, as the versions' do.
-func (v *validator) upgrade(to, interval, maxFailed str, from []string, perVersion, override string, cni *catalog.CNI, cniKnown bool, repoRoot string) *Upgrade {
+func (v *validator) upgrade(to, interval, maxFailed str, from []string, perVersion, override string, cni *catalog.CNI, cniKnown, operator bool, repoRoot string) *Upgrade {
 	u := &Upgrade{To: to.V, ProbeInterval: time.Second}
 	switch {
 	case to.V == "":
@@ -631,7 +647,7 @@ func (v *validator) upgrade(to, interval, maxFailed str, from []string, perVersi
 		if !known {
 			v.add(to.Line, "upgrade.to: unknown %s version %q (known: %s; or give its file in cni.manifests)", cni.Name, to.V, strings.Join(cni.VersionNames(), ", "))
 		} else if len(cv.Remote) > 0 {
-			p, err := remoteManifest(cni.Name, cv)
+			p, err := remoteManifest(cni.Name, cv, operator)
 			if err != nil {
 				v.add(to.Line, "upgrade.to: %v", err)
 			}
@@ -661,8 +677,11 @@ func (v *validator) upgrade(to, interval, maxFailed str, from []string, perVersi
 // scenario applies, so that an option a version's manifest cannot take
 // (VXLAN on v3.2, an MTU of "auto" before v3.19) is an error of the
 // scenario file, before any cluster exists.
-func (v *validator) calicoOptions(encap, mtu, registry str, s *Scenario) *calico.Options {
-	o := &calico.Options{PodCIDR: s.PodSubnet, Registry: registry.V}
+func (v *validator) calicoOptions(encap, mtu, registry str, s *Scenario, operator bool) *calico.Options {
+	o := &calico.Options{PodCIDR: s.PodSubnet, Registry: registry.V, Install: calico.InstallManifest}
+	if operator {
+		o.Install = calico.InstallOperator
+	}
 	if s.CNI.Name != "calico" {
 		v.add(encap.Line, "cni.calico: only for cni.name calico, not %q", s.CNI.Name)
 		return o
@@ -691,7 +710,7 @@ func (v *validator) calicoOptions(encap, mtu, registry str, s *Scenario) *calico
 		}
 		objs, err := install.ParseManifest(data)
 		if err == nil {
-			err = calico.Configure(objs, *o)
+			_, err = calico.ConfigureFor(objs, *o)
 		}
 		if err != nil {
 			v.add(encap.Line, "cni.calico: %s: %v", path, err)

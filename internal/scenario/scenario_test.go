@@ -446,3 +446,38 @@ func TestCalicoOptionsTriedOnTheManifests(t *testing.T) {
 		t.Errorf("flannel with cni.calico: %v", err)
 	}
 }
+
+func TestCalicoOperatorInstall(t *testing.T) {
+	root, err := images.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixtures := filepath.Join(root, "internal/calico/testdata")
+	body := func(file, opts string) string {
+		return "name: c\ncni:\n  name: calico\n  versions: [op]\n  manifests:\n    op: " + fixtures + "/" + file + "\n" + opts + "arch: amd64\npodSubnet: 10.244.0.0/16\n"
+	}
+	s, err := load(t, body("tigera-operator-v3.28-shaped.yaml", "  calico: {install: operator, encapsulation: VXLAN}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.CNI.Calico; c == nil || c.Install != "operator" || c.Encapsulation != "VXLAN" {
+		t.Errorf("calico options = %+v", s.CNI.Calico)
+	}
+	if s.CNI.Namespace != "calico-system" {
+		t.Errorf("an operator install's Calico is in %q, want calico-system", s.CNI.Namespace)
+	}
+	for _, c := range []struct{ file, opts, want string }{
+		{"tigera-operator-v3.28-shaped.yaml", "  calico: {install: helm}\n", `s.yaml:7: cni.calico.install "helm": want manifest or operator`},
+		{"tigera-operator-v3.28-shaped.yaml", "  calico: {encapsulation: VXLAN}\n", "set cni.calico.install: operator"},
+		{"calico-v3.28-shaped.yaml", "  calico: {install: operator}\n", "no tigera-operator Deployment"},
+	} {
+		if _, err := load(t, body(c.file, c.opts)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s %s: got %v, want %q", c.file, c.opts, err, c.want)
+		}
+	}
+	// A catalog version resolves to its operator files; offline they are
+	// not pinned, and the error names them.
+	if _, err := load(t, "name: c\ncni:\n  name: calico\n  versions: [v3.28.5]\n  calico: {install: operator}\nkubernetes: [v1.37.2]\narch: amd64\n"); err == nil || !strings.Contains(err.Error(), "tigera-operator.yaml") {
+		t.Errorf("catalog operator install: %v", err)
+	}
+}

@@ -12,11 +12,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -78,8 +80,11 @@ type Target struct {
 	// Namespaces are the harness's own (the checks' workloads): deleted
 	// first, while the CNI can still tear their pods' networks down.
 	Namespaces []string
-	Baseline   *Baseline
-	Log        *logx.Logger
+	// Operated are namespaces the CNI's operator made (calico-system):
+	// deleted after the CNI's objects.
+	Operated []string
+	Baseline *Baseline
+	Log      *logx.Logger
 }
 
 // Step is one part of an uninstall, for the record.
@@ -135,7 +140,7 @@ func Run(ctx context.Context, t Target) ([]Step, error) {
 		})
 	}
 	t0 := time.Now()
-	parked, err := park(ctx, t.Client, t.Objects, t.Namespaces)
+	parked, err := park(ctx, t.Client, t.Objects, append(slices.Clone(t.Namespaces), t.Operated...))
 	wg.Wait()
 	for i, ns := range t.Namespaces {
 		record("delete namespace", ns, nsDone[i].t0, "", nsDone[i].err)
@@ -146,9 +151,22 @@ func Run(ctx context.Context, t Target) ([]Step, error) {
 	}
 	record("scale to zero", "pod-network deployments", t0, strings.Join(names, ", "), err)
 
+	// Custom resources first, while the operator that may hold finalizers
+	// on them still runs; then everything else.
+	custom, rest := splitCustom(t.Objects)
+	if len(custom) > 0 {
+		t0 = time.Now()
+		err = deleteObjects(ctx, t.Config, custom)
+		record("delete", "custom resources", t0, refs(custom), err)
+	}
 	t0 = time.Now()
-	err = deleteObjects(ctx, t.Config, t.Objects)
-	record("delete", "CNI objects", t0, fmt.Sprintf("%d objects", len(t.Objects)), err)
+	err = deleteObjects(ctx, t.Config, rest)
+	record("delete", "CNI objects", t0, fmt.Sprintf("%d objects", len(rest)), err)
+	for _, ns := range t.Operated {
+		t0 := time.Now()
+		err := deleteNamespace(ctx, t.Client, ns)
+		record("delete namespace", ns, t0, "", err)
+	}
 
 	for _, c := range cleanNodes(ctx, t.Nodes, t.Baseline) {
 		var err error
@@ -167,6 +185,15 @@ func Run(ctx context.Context, t Target) ([]Step, error) {
 	t0 = time.Now()
 	removed, err := cleanNodeObjects(ctx, t.Client, t.Baseline)
 	record("clean node objects", "annotations and labels", t0, "removed: "+orNothing(removed), err)
+
+	// On a new cluster the nodes are NotReady until a CNI is installed, so
+	// the Deployments' pods wait, unscheduled, for the first node the CNI
+	// makes Ready. They wait the same way here once the kubelets have seen
+	// the CNI go; scaled back sooner, they would be placed on any node
+	// (an emulated one, say) as they never are on a new cluster.
+	t0 = time.Now()
+	err = nodesNotReady(ctx, t.Client)
+	record("wait", "nodes NotReady without a CNI", t0, "", err)
 
 	t0 = time.Now()
 	err = unpark(ctx, t.Client, parked)
@@ -294,6 +321,61 @@ func podsGone(ctx context.Context, client kubernetes.Interface, ns string, sel l
 		_ = client.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	}
 	return poll(ctx, 30*time.Second, gone)
+}
+
+// nodesNotReady waits until no node reports Ready: each kubelet has seen
+// that its node has no CNI configuration.
+func nodesNotReady(ctx context.Context, client kubernetes.Interface) error {
+	var ready []string
+	err := poll(ctx, 2*time.Minute, func(ctx context.Context) (bool, error) {
+		list, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		ready = ready[:0]
+		for _, n := range list.Items {
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+					ready = append(ready, n.Name)
+				}
+			}
+		}
+		return len(ready) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("still Ready without a CNI: %s: %w", strings.Join(ready, ", "), err)
+	}
+	return nil
+}
+
+// splitCustom separates the objects whose kind a CRD among objs defines
+// (an operator's Installation) from the rest.
+func splitCustom(objs []*unstructured.Unstructured) (custom, rest []*unstructured.Unstructured) {
+	defined := map[string]bool{}
+	for _, o := range objs {
+		if o.GetKind() != "CustomResourceDefinition" {
+			continue
+		}
+		group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
+		kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
+		defined[group+"/"+kind] = true
+	}
+	for _, o := range objs {
+		if defined[o.GroupVersionKind().Group+"/"+o.GetKind()] {
+			custom = append(custom, o)
+		} else {
+			rest = append(rest, o)
+		}
+	}
+	return custom, rest
+}
+
+func refs(objs []*unstructured.Unstructured) string {
+	var out []string
+	for _, o := range objs {
+		out = append(out, install.Ref(o))
+	}
+	return strings.Join(out, ", ")
 }
 
 // deleteObjects deletes objs and waits until every one is gone (foreground

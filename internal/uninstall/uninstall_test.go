@@ -1,0 +1,46 @@
+package uninstall
+
+import (
+	"os"
+	"testing"
+
+	"github.com/cnimatrix/cnimatrix/internal/install"
+)
+
+func TestSplitCustomPutsTheOperatorsResourcesFirst(t *testing.T) {
+	data, err := os.ReadFile("../calico/testdata/tigera-operator-v3.28-shaped.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := install.ParseManifest(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	custom, rest := splitCustom(objs)
+	if len(custom) != 2 || custom[0].GetKind() != "Installation" || custom[1].GetKind() != "APIServer" {
+		t.Errorf("custom resources: %s", refs(custom))
+	}
+	if len(custom)+len(rest) != len(objs) {
+		t.Errorf("%d + %d objects, want %d", len(custom), len(rest), len(objs))
+	}
+	for _, o := range rest {
+		if o.GetKind() == "Installation" || o.GetKind() == "APIServer" {
+			t.Errorf("%s among the rest", o.GetKind())
+		}
+	}
+}
+
+func TestKubernetesKeys(t *testing.T) {
+	for k, want := range map[string]bool{
+		"node.alpha.kubernetes.io/ttl":                           true,
+		"kubeadm.alpha.kubernetes.io/cri-socket":                 true,
+		"volumes.kubernetes.io/controller-managed-attach-detach": true,
+		"flannel.alpha.coreos.com/backend-data":                  false,
+		"projectcalico.org/IPv4Address":                          false,
+		"plain":                                                  false,
+	} {
+		if got := kubernetesKey(k); got != want {
+			t.Errorf("%s: %v, want %v", k, got, want)
+		}
+	}
+}
