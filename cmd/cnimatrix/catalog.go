@@ -56,6 +56,7 @@ func manifestCache(g *globalFlags) *manifestcache.Cache {
 	}
 	c := manifestcache.New(dir)
 	c.Client = catalogHTTPClient
+	c.Mirror = os.Getenv(manifestcache.MirrorEnv)
 	return c
 }
 
@@ -306,7 +307,13 @@ func newCatalogFetchCmd(g *globalFlags, src *catalogSource) *cobra.Command {
 manifest cache, so runs can use them offline. A pinned file already cached
 is not downloaded again; a download whose sha256 differs from its pin is an
 error and is not cached. Unpinned files are downloaded with a warning, but a
-run still refuses them until they are pinned ('catalog update --write').`,
+run still refuses them until they are pinned ('catalog update --write').
+
+Air-gapped: set $CNIMATRIX_MANIFEST_MIRROR to a base URL that serves the
+files under their host and path (e.g. http://mirror.local/files, serving
+http://mirror.local/files/raw.githubusercontent.com/projectcalico/...);
+downloads go there and are checked against the same pins. Calico's images
+go to a mirror with cni.calico.registry.`,
 		Example: `  cnimatrix catalog fetch v3.32.1 v3.31.7`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, _, err := src.load()

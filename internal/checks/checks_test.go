@@ -446,6 +446,35 @@ func TestSweep(t *testing.T) {
 	}
 }
 
+// A backend a node's proxy has not programmed yet is not seen in the first
+// round; a later round within sweepSettle sees it. One never programmed
+// fails once sweepSettle has passed.
+func TestSweepWaitsForALateEndpoint(t *testing.T) {
+	settle, bo := sweepSettle, sweepBackoff
+	defer func() { sweepSettle, sweepBackoff = settle, bo }()
+	sweepSettle = 300 * time.Millisecond
+	sweepBackoff = func() wait.Backoff { return wait.Backoff{Duration: 20 * time.Millisecond} }
+	backends := []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "nginx-a"}}, {ObjectMeta: metav1.ObjectMeta{Name: "nginx-b"}}}
+	t0 := time.Now()
+	n := 0
+	s := runSweep(context.Background(), backends, func(context.Context) httpProbe {
+		n++
+		if time.Since(t0) > 100*time.Millisecond && n%2 == 0 {
+			return httpProbe{Code: 200, Body: "nginx-b"}
+		}
+		return httpProbe{Code: 200, Body: "nginx-a"}
+	})
+	if r := summarize(s.evidence("c", "s", "t")); !r.OK || s.requests <= 2*sweepPerBackend {
+		t.Fatalf("late endpoint: %d requests: %s", s.requests, r)
+	}
+	s = runSweep(context.Background(), backends, func(context.Context) httpProbe { return httpProbe{Code: 200, Body: "nginx-a"} })
+	r := summarize(s.evidence("c", "s", "t"))
+	if r.OK || !strings.Contains(r.Err, "nginx-b") || time.Since(t0) < sweepSettle {
+		t.Fatalf("never programmed: %s", r)
+	}
+	t.Logf("%s", r)
+}
+
 // Refusals right after setup (kube-proxy not yet programmed) must not end a
 // sweep before sweepSettle: the Service answers a moment later.
 func TestSweepSettles(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/cnimatrix/cnimatrix/internal/images"
@@ -32,6 +33,27 @@ func DefaultDir() string { return filepath.Join(images.DefaultCacheDir(), "manif
 type Cache struct {
 	Dir    string
 	Client *http.Client // nil: a client with a 2-minute timeout
+	// Mirror, for air-gapped use, is a base URL that serves the files
+	// under their host and path (Mirror/raw.githubusercontent.com/...):
+	// downloads go there instead. The pins are the same, so a mirror can
+	// hand out nothing but the files the catalog vouches for.
+	Mirror string
+}
+
+// MirrorEnv names the environment variable that sets Cache.Mirror.
+const MirrorEnv = "CNIMATRIX_MANIFEST_MIRROR"
+
+// Source is where url is downloaded from: the mirror's copy when there is
+// a mirror.
+func (c *Cache) Source(url string) string {
+	if c.Mirror == "" {
+		return url
+	}
+	rest := url
+	if i := strings.Index(url, "://"); i >= 0 {
+		rest = url[i+3:]
+	}
+	return strings.TrimSuffix(c.Mirror, "/") + "/" + rest
 }
 
 // New is a cache in dir ("" for DefaultDir).
@@ -145,6 +167,7 @@ func (c *Cache) download(ctx context.Context, url string) (string, string, error
 	if err := os.MkdirAll(filepath.Join(c.Dir, "sha256"), 0o755); err != nil {
 		return "", "", fmt.Errorf("manifest cache: %w", err)
 	}
+	url = c.Source(url)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", "", fmt.Errorf("GET %s: %w", url, err)

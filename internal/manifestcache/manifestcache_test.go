@@ -148,3 +148,39 @@ func TestFetchHonoursContext(t *testing.T) {
 		t.Errorf("cancelled context: %v", err)
 	}
 }
+
+func TestFetchThroughAMirror(t *testing.T) {
+	var asked atomic.Value
+	mirror := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Store(r.URL.Path)
+		if r.URL.Path != "/files/raw.githubusercontent.com/projectcalico/calico/v3.99.0/manifests/calico.yaml" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte(body))
+	}))
+	t.Cleanup(mirror.Close)
+	c := New(t.TempDir())
+	c.Mirror = mirror.URL + "/files/"
+	url := "https://raw.githubusercontent.com/projectcalico/calico/v3.99.0/manifests/calico.yaml"
+	if got := c.Source(url); got != mirror.URL+"/files/raw.githubusercontent.com/projectcalico/calico/v3.99.0/manifests/calico.yaml" {
+		t.Errorf("Source = %s", got)
+	}
+	r, err := c.Fetch(context.Background(), url, Sum([]byte(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.FromCache {
+		t.Errorf("first fetch came from the cache")
+	}
+	// The pin guards the mirror as it guards upstream.
+	if _, err := c.Fetch(context.Background(), url, Sum([]byte("something else"))); err == nil || !strings.Contains(err.Error(), "sha256") {
+		t.Errorf("a mirror serving other bytes: %v", err)
+	}
+	// A file the mirror lacks is its 404, naming the mirror's URL.
+	_, err = c.Fetch(context.Background(), "https://docs.tigera.io/archive/v3.15/manifests/calico.yaml", "")
+	var he *HTTPError
+	if !errors.As(err, &he) || he.StatusCode != 404 || !strings.Contains(err.Error(), mirror.URL+"/files/docs.tigera.io/archive/v3.15/manifests/calico.yaml") {
+		t.Errorf("missing on the mirror: %v", err)
+	}
+}
