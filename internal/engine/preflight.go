@@ -14,6 +14,7 @@ import (
 
 	"github.com/cnimatrix/cnimatrix/internal/archaudit"
 	"github.com/cnimatrix/cnimatrix/internal/artifacts"
+	"github.com/cnimatrix/cnimatrix/internal/calico"
 	"github.com/cnimatrix/cnimatrix/internal/diagnose"
 	"github.com/cnimatrix/cnimatrix/internal/images"
 	"github.com/cnimatrix/cnimatrix/internal/install"
@@ -64,7 +65,7 @@ func (e *Engine) preflight(ctx context.Context, s *scenario.Scenario, cell matri
 		// images without this arch is the regression to catch first.
 		paths = append(paths, s.Upgrade.Manifest)
 	}
-	rep, err := auditManifest(actx, paths, s.CNI.ImageOverrides, cell.Arch, e.registry.Addr(), e.log)
+	rep, err := auditManifest(actx, paths, s.CNI.ImageOverrides, deployedImages(s, cell), cell.Arch, e.registry.Addr(), e.log)
 	ev, verr := preflightVerdict(rep, err, cell.Arch, e.registry.Addr(), mode)
 	return ev, rep, verr
 }
@@ -72,7 +73,7 @@ func (e *Engine) preflight(ctx context.Context, s *scenario.Scenario, cell matri
 // auditManifest audits every image of the manifests at paths for arch
 // against the registry at addr, which serves upstream U's images under U/
 // (images.Registry's layout).
-func auditManifest(ctx context.Context, paths []string, overrides map[string]string, arch, addr string, log *logx.Logger) (*archaudit.Report, error) {
+func auditManifest(ctx context.Context, paths []string, overrides map[string]string, deployed []archaudit.ImageRef, arch, addr string, log *logx.Logger) (*archaudit.Report, error) {
 	var objs []*unstructured.Unstructured
 	for _, path := range paths {
 		data, err := os.ReadFile(path)
@@ -90,7 +91,25 @@ func auditManifest(ctx context.Context, paths []string, overrides map[string]str
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", strings.Join(paths, ", "), err)
 	}
+	imgs = append(imgs, deployed...)
 	return archaudit.Audit(ctx, imgs, arch, archaudit.Options{Mirrors: map[string]string{"*": "http://" + addr}, Log: log})
+}
+
+// deployedImages are the images an operator install of the cell's version
+// will run (the catalog's list, from the registry cni.calico.registry
+// names): the applied file names only the operator's own image.
+func deployedImages(s *scenario.Scenario, cell matrix.Cell) []archaudit.ImageRef {
+	var out []archaudit.ImageRef
+	for _, ref := range s.CNI.Deployed[cell.CNIVersion] {
+		if s.CNI.Calico != nil && s.CNI.Calico.Registry != "" {
+			if r, err := calico.ParseImage(ref); err == nil && calico.IsCalicoImage(r) {
+				r.Registry = strings.TrimSuffix(s.CNI.Calico.Registry, "/")
+				ref = r.String()
+			}
+		}
+		out = append(out, archaudit.ImageRef{Ref: ref, Workload: "deployed by the operator (catalog)"})
+	}
+	return out
 }
 
 // preflightVerdict turns an audit into the phase's evidence and, in strict

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/cnimatrix/cnimatrix/internal/archaudit"
+	"github.com/cnimatrix/cnimatrix/internal/calico"
 	"github.com/cnimatrix/cnimatrix/internal/catalog"
 	"github.com/cnimatrix/cnimatrix/internal/diagnose"
 	"github.com/cnimatrix/cnimatrix/internal/images"
@@ -266,5 +267,27 @@ func TestPreflightUnauditable(t *testing.T) {
 	}
 	if _, _, err = r.e.preflight(context.Background(), &gone, cell, PreflightStrict); err == nil || !strings.Contains(err.Error(), "images not audited for linux/arm64: read manifest") {
 		t.Fatalf("unreadable manifest, strict: %v", err)
+	}
+}
+
+// An operator install's file names only the operator's image; the images
+// the operator deploys are audited too, from the registry the scenario
+// points Calico at.
+func TestDeployedImagesOfAnOperatorInstall(t *testing.T) {
+	s := &scenario.Scenario{CNI: scenario.CNISpec{
+		Deployed: map[string][]string{"v3.28.5": {"docker.io/calico/node:v3.28.5", "quay.io/coreos/etcd:v3.1.10"}},
+	}}
+	cell := matrix.Cell{CNIVersion: "v3.28.5"}
+	got := deployedImages(s, cell)
+	if len(got) != 2 || got[0].Ref != "docker.io/calico/node:v3.28.5" || !strings.Contains(got[0].Workload, "operator") {
+		t.Errorf("deployed %+v", got)
+	}
+	s.CNI.Calico = &calico.Options{Registry: "mirror.local:5000/cache"}
+	got = deployedImages(s, cell)
+	if got[0].Ref != "mirror.local:5000/cache/calico/node:v3.28.5" || got[1].Ref != "quay.io/coreos/etcd:v3.1.10" {
+		t.Errorf("with a registry: %+v", got)
+	}
+	if len(deployedImages(s, matrix.Cell{CNIVersion: "other"})) != 0 {
+		t.Error("a version without deployed images has some")
 	}
 }

@@ -185,6 +185,10 @@ type CNISpec struct {
 	// Calico, for cni.name calico, edits calico.yaml before it is applied
 	// (its PodCIDR is the scenario's podSubnet).
 	Calico *calico.Options
+	// Deployed maps a version to the images its install makes the cluster
+	// run without naming them in the applied file: an operator install's
+	// (the catalog's list), for the preflight to audit.
+	Deployed map[string][]string
 }
 
 // Timeouts bound each wait of a cell.
@@ -441,6 +445,12 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 					v.add(ver.Line, "%v", err)
 				}
 				s.CNI.Manifests[ver.V] = p
+				if operator {
+					if s.CNI.Deployed == nil {
+						s.CNI.Deployed = map[string][]string{}
+					}
+					s.CNI.Deployed[ver.V] = cv.Images
+				}
 			default:
 				s.CNI.Manifests[ver.V] = filepath.Join(repoRoot, cv.Manifest)
 			}
