@@ -51,20 +51,25 @@ func Apply(ctx context.Context, cfg *rest.Config, objs []*unstructured.Unstructu
 	if opts.Log == nil {
 		opts.Log = logx.Discard()
 	}
+	a, err := newApplier(cfg, opts)
+	if err != nil {
+		return err
+	}
+	return a.apply(ctx, objs)
+}
+
+// newApplier is the clients Apply, Delete and WaitDeleted share: dynamic,
+// with a REST mapper over cached discovery.
+func newApplier(cfg *rest.Config, opts ApplyOptions) (*applier, error) {
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
-		return fmt.Errorf("discovery client: %w", err)
+		return nil, fmt.Errorf("discovery client: %w", err)
 	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
-		return fmt.Errorf("dynamic client: %w", err)
+		return nil, fmt.Errorf("dynamic client: %w", err)
 	}
-	a := &applier{
-		dyn:    dyn,
-		mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
-		opts:   opts,
-	}
-	return a.apply(ctx, objs)
+	return &applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)), opts: opts}, nil
 }
 
 // resettableMapper is a RESTMapper whose discovery cache can be dropped once

@@ -12,11 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 )
 
 // Delete removes objs in the reverse of Apply's order (workloads, then
@@ -25,30 +21,20 @@ import (
 // exist are not errors. It keeps going past failures and returns them all;
 // it does not wait for finalizers to finish.
 func Delete(ctx context.Context, cfg *rest.Config, objs []*unstructured.Unstructured) error {
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	a, err := newApplier(cfg, ApplyOptions{})
 	if err != nil {
-		return fmt.Errorf("discovery client: %w", err)
+		return err
 	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("dynamic client: %w", err)
-	}
-	a := &applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}
 	return a.delete(ctx, objs)
 }
 
 // WaitDeleted waits until none of objs exists any more (a kind that is no
 // longer served counts as gone) and names those still there when ctx ends.
 func WaitDeleted(ctx context.Context, cfg *rest.Config, objs []*unstructured.Unstructured) error {
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	a, err := newApplier(cfg, ApplyOptions{})
 	if err != nil {
-		return fmt.Errorf("discovery client: %w", err)
+		return err
 	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("dynamic client: %w", err)
-	}
-	a := &applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}
 	var left []string
 	err = poll(ctx, func(ctx context.Context) (bool, error) {
 		// CRDs going away change what is served.
