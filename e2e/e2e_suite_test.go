@@ -77,6 +77,7 @@ func TestE2E(t *testing.T) {
 			filepath.Join(root, "e2e/testdata/negative-missing-image.yaml"),
 			filepath.Join(root, "e2e/testdata/negative-target-port.yaml"),
 			filepath.Join(root, "e2e/testdata/negative-upgrade-breaks.yaml"),
+			filepath.Join(root, "e2e/testdata/negative-calico-shaped.yaml"),
 		}, ",")
 		if !hostHasIPIP() {
 			paths += "," + filepath.Join(root, "e2e/testdata/negative-kernel-ipip.yaml")
@@ -139,6 +140,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	}, NodeTimeout(5*time.Minute))
 	for _, s := range scenarios {
 		Expect(eng.Prepare(ctx, s)).To(Succeed(), "build images for %s", s.Name)
+		eng.PlanReuse(s, s.Cells())
 	}
 	if reuseScenario != nil {
 		Expect(eng.Prepare(ctx, reuseScenario)).To(Succeed(), "build images for %s", reuseScenario.Name)

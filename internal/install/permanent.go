@@ -40,8 +40,11 @@ func orNone(s string) string {
 
 // permanentMarks are the runtime's words for failures that a retry repeats
 // exactly: containerd found no entry for the node's platform in the image's
-// index, or the kernel refused to execute a binary of another machine.
-var permanentMarks = []string{"no match for platform", "exec format error"}
+// index, the registry has no such image (NotFound: a tag that is not there
+// does not appear while a cell waits; a registry that cannot be reached or
+// refuses is a different error, retried), or the kernel refused to execute
+// a binary of another machine.
+var permanentMarks = []string{"no match for platform", "code = notfound desc = failed to pull and unpack image", "exec format error"}
 
 // PermanentFailure returns why the pod can never become ready, or nil. It
 // reads the containers' states, last terminations and logs (see

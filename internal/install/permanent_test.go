@@ -19,6 +19,10 @@ import (
 // node's platform (kubelet's ErrImagePull message).
 const noPlatformMsg = `failed to pull and unpack image "docker.io/cnimatrix/flexvol:amd64-only": no match for platform in manifest sha256:0123: not found`
 
+// notFoundMsg is kubelet's ErrImagePull message when the registry answers
+// that the image does not exist (containerd 2.x, the run's registry).
+const notFoundMsg = `rpc error: code = NotFound desc = failed to pull and unpack image "docker.io/calico/cni:v3.28.5": failed to resolve reference "docker.io/calico/cni:v3.28.5": docker.io/calico/cni:v3.28.5: not found`
+
 func TestPermanentFailure(t *testing.T) {
 	cases := []struct {
 		name string
@@ -32,7 +36,10 @@ func TestPermanentFailure(t *testing.T) {
 			`will not recover by waiting: pod p on node arm: init container flexvol-driver (docker.io/cnimatrix/flexvol:mislabeled): exec /usr/local/bin/flexvol: exec format error`},
 		{"kernel refused the binary (termination message)", ContainerReport{Name: "node", State: "terminated", ExitCode: 1, Message: "exec /bin/calico-node: exec format error"},
 			`will not recover by waiting: pod p on node arm: container node: exec /bin/calico-node: exec format error`},
-		{"image missing: a retry may find it", ContainerReport{Name: "x", State: "waiting", Reason: "ImagePullBackOff", Message: pullMsg}, ""},
+		{"pull error without the registry's answer: retried", ContainerReport{Name: "x", State: "waiting", Reason: "ImagePullBackOff", Message: pullMsg}, ""},
+		{"the registry has no such image", ContainerReport{Name: "upgrade-ipam", Init: true, Image: "docker.io/calico/cni:v3.28.5", State: "waiting", Reason: "ErrImagePull", Message: notFoundMsg},
+			`will not recover by waiting: pod p on node arm: init container upgrade-ipam (docker.io/calico/cni:v3.28.5): ` + notFoundMsg},
+		{"registry unreachable: retried", ContainerReport{Name: "x", State: "waiting", Reason: "ErrImagePull", Message: `rpc error: code = Unknown desc = failed to pull and unpack image "docker.io/calico/cni:v3.28.5": failed to resolve reference: dial tcp: i/o timeout`}, ""},
 		{"an ordinary crash", ContainerReport{Name: "x", State: "waiting", Reason: "CrashLoopBackOff", Restarts: 3, LastExitCode: 2, Logs: "panic: boom"}, ""},
 	}
 	for _, c := range cases {
