@@ -98,6 +98,17 @@ func TestE2E(t *testing.T) {
 		}
 		scenarios = append(scenarios, s)
 	}
+	// One matrix holds every scenario's cells: two with one ID would
+	// overwrite each other (a scenario's variant keeps its own apart).
+	seen := map[string]string{}
+	for _, s := range scenarios {
+		for _, c := range s.Cells() {
+			if other, dup := seen[c.ID()]; dup {
+				t.Fatalf("cell %s is in scenarios %s and %s: give one a variant", c.ID(), other, s.Name)
+			}
+			seen[c.ID()] = s.Name
+		}
+	}
 	if reusePath != "" {
 		if reuseScenario, err = scenario.Load(reusePath, cat, root); err != nil {
 			t.Fatalf("scenario: %v", err)
