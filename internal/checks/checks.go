@@ -57,7 +57,7 @@ type Env struct {
 	Config *rest.Config // for exec into pods
 	Nodes  []cluster.Node
 	// Namespace is the test namespace, created by Setup and deleted by Teardown.
-	Namespace              string // default "cnimatrix-checks"
+	Namespace              string // default DefaultNamespace
 	NginxImage, ProbeImage string
 	// CNINamespace and CNISelector (a label selector; empty = all pods)
 	// find the CNI's pods.
@@ -150,9 +150,13 @@ func ByName(names []string) ([]Check, error) {
 	return out, nil
 }
 
+// DefaultNamespace holds the checks' workloads unless Env.Namespace says
+// otherwise.
+const DefaultNamespace = "cnimatrix-checks"
+
 func (e *Env) init() {
 	if e.Namespace == "" {
-		e.Namespace = "cnimatrix-checks"
+		e.Namespace = DefaultNamespace
 	}
 	if e.Timeout <= 0 {
 		e.Timeout = 3 * time.Minute

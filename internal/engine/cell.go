@@ -24,6 +24,7 @@ import (
 	"github.com/cnimatrix/cnimatrix/internal/logx"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
+	"github.com/cnimatrix/cnimatrix/internal/uninstall"
 	"github.com/cnimatrix/cnimatrix/qemu"
 )
 
@@ -192,28 +193,17 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		}
 	}
 	res.ClusterName = name
-	if reuse && pool == nil {
-		pool = &pooled{cl: cl, prov: prov, workDir: workDir, first: cell.ID()}
-		// Without a baseline an uninstall could not tell what the CNI left:
-		// the cell runs on, and its cluster is deleted after it.
-		_ = run.phase("baseline", true, func() ([]matrix.Evidence, error) {
-			b, err := baselineOf(ctx, cl)
-			if err != nil {
-				pool = nil
-				return nil, err
-			}
-			pool.baseline = b
-			return baselineEvidence(b), nil
-		})
-	}
-	if pool != nil {
-		defer func() {
-			pool.cells++
-			e.release(ctx, run, key, pool, run.client, appliedObjects(run.applied...), operatorNamespaces(s), wanted())
-		}()
-	} else {
-		defer e.teardown(ctx, run, prov, cl, workDir)
-	}
+	// pool is the cluster's place in the reuse pool, nil when it is not
+	// reused: decided when the cell ends, since a new cluster joins the
+	// pool only once its baseline is read.
+	defer func() {
+		if pool == nil {
+			e.teardown(ctx, run, prov, cl, workDir)
+			return
+		}
+		pool.cells++
+		e.release(ctx, run, key, pool, run.client, appliedObjects(run.applied...), operatorNamespaces(s), wanted())
+	}()
 
 	// Emulated nodes are slower at everything: scale the waits by the
 	// measured slowdown instead of by numbers tuned by hand.
@@ -240,6 +230,20 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		return res
 	}
 	run.client = client
+	if reuse && pool == nil {
+		// Without a baseline an uninstall could not tell what the CNI left:
+		// the cell runs on, and its cluster is deleted after it.
+		_ = run.phase("baseline", true, func() ([]matrix.Evidence, error) {
+			bctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+			defer cancel()
+			b, err := uninstall.TakeBaseline(bctx, client, cl.Nodes)
+			if err != nil {
+				return nil, err
+			}
+			pool = &pooled{cl: cl, prov: prov, workDir: workDir, first: cell.ID(), baseline: b}
+			return baselineEvidence(b), nil
+		})
+	}
 
 	if err := e.kernelFacts(ctx, run, cl, s, ef); err != nil {
 		e.collect(ctx, run, cl, client)
@@ -328,7 +332,7 @@ func (e *Engine) installCNI(ctx context.Context, run *cellRun, cfg *rest.Config,
 
 func (e *Engine) checksEnv(client kubernetes.Interface, cfg *rest.Config, cl *cluster.Cluster, s *scenario.Scenario, timeouts scenario.Timeouts, log *logx.Logger) *checks.Env {
 	return &checks.Env{
-		Client: client, Config: cfg, Nodes: cl.Nodes, Namespace: ChecksNamespace,
+		Client: client, Config: cfg, Nodes: cl.Nodes, Namespace: checks.DefaultNamespace,
 		NginxImage: NginxImage, ProbeImage: ProbeImage,
 		CNINamespace: s.CNI.Namespace, CNISelector: s.CNI.Selector,
 		Timeout: timeouts.Checks, Log: log, TargetPort: s.Checks.ServiceTargetPort,
@@ -370,14 +374,21 @@ func (e *Engine) teardown(ctx context.Context, run *cellRun, prov cluster.Provid
 		return
 	}
 	_ = run.phase("teardown", true, func() ([]matrix.Evidence, error) {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
-		defer cancel()
-		err := prov.Delete(dctx, cl.Name)
-		if err == nil {
-			_ = os.RemoveAll(workDir)
-		}
-		return nil, err
+		return nil, deleteCluster(ctx, prov, cl.Name, workDir)
 	})
+}
+
+// deleteCluster deletes a cluster and, once it is gone, its work folder.
+// It runs on a context of its own: a cell or run that was interrupted must
+// still not leave its cluster behind.
+func deleteCluster(ctx context.Context, prov cluster.Provider, name, workDir string) error {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+	defer cancel()
+	if err := prov.Delete(dctx, name); err != nil {
+		return err
+	}
+	_ = os.RemoveAll(workDir)
+	return nil
 }
 
 // verdict derives the cell's outcome from its phases: pass only when every

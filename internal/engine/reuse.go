@@ -2,13 +2,14 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/cnimatrix/cnimatrix/internal/checks"
 	"github.com/cnimatrix/cnimatrix/internal/cluster"
 	"github.com/cnimatrix/cnimatrix/internal/install"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
@@ -19,9 +20,6 @@ import (
 // PhaseUninstall removes a cell's CNI from a cluster that the next cell
 // reuses (scenario reuseClusters, cnimatrix run --reuse-clusters).
 const PhaseUninstall = "uninstall"
-
-// ChecksNamespace holds the checks' workloads.
-const ChecksNamespace = "cnimatrix-checks"
 
 // pooled is a cluster waiting for its next cell, its CNI removed.
 type pooled struct {
@@ -59,7 +57,9 @@ func (e *Engine) PlanReuse(s *scenario.Scenario, cells []matrix.Cell) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, c := range cells {
-		e.remaining[poolKey(s, c)]++
+		if s.SkipFor(c) == nil { // a skipped cell needs no cluster
+			e.remaining[poolKey(s, c)]++
+		}
 	}
 }
 
@@ -113,20 +113,13 @@ func (e *Engine) closePool(ctx context.Context) error {
 	var errs []error
 	for _, p := range all {
 		done := e.log.Phase(fmt.Sprintf("delete reused cluster %s (%d cells ran on it)", p.cl.Name, p.cells))
-		dctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-		err := p.prov.Delete(dctx, p.cl.Name)
-		cancel()
+		err := deleteCluster(ctx, p.prov, p.cl.Name, p.workDir)
 		done(err)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("delete cluster %s: %w", p.cl.Name, err))
-			continue
+			errs = append(errs, fmt.Errorf("delete reused cluster %s: %w", p.cl.Name, err))
 		}
-		_ = os.RemoveAll(p.workDir)
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("reused clusters: %v", errs)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // reusedEvidence says which cluster a cell got and what ran on it before.
@@ -164,7 +157,7 @@ func (e *Engine) release(ctx context.Context, run *cellRun, key string, p *poole
 			defer cancel()
 			steps, err := uninstall.Run(uctx, uninstall.Target{
 				Config: cfg, Client: client, Nodes: p.cl.Nodes, Objects: applied,
-				Namespaces: []string{ChecksNamespace}, Operated: operated, Baseline: p.baseline, Log: run.log,
+				Namespaces: []string{checks.DefaultNamespace}, Operated: operated, Baseline: p.baseline,
 			})
 			var ev []matrix.Evidence
 			for _, s := range steps {
@@ -197,19 +190,4 @@ func appliedObjects(groups ...[]*unstructured.Unstructured) []*unstructured.Unst
 		}
 	}
 	return out
-}
-
-// baselineOf reads a new cluster's nodes before any CNI is installed.
-func baselineOf(ctx context.Context, cl *cluster.Cluster) (*uninstall.Baseline, error) {
-	cfg, err := cl.RESTConfig()
-	if err != nil {
-		return nil, err
-	}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	bctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	return uninstall.TakeBaseline(bctx, client, cl.Nodes)
 }
