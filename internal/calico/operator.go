@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -178,7 +176,7 @@ func WaitOperator(ctx context.Context, dyn dynamic.Interface, client kubernetes.
 		log = logx.Discard()
 	}
 	status := "not reported yet"
-	err := wait.Backoff{Duration: 500 * time.Millisecond, Factor: 1.5, Jitter: 0.1, Steps: 8}.DelayFunc().Until(ctx, true, true, func(ctx context.Context) (bool, error) {
+	err := install.Poll(ctx, func(ctx context.Context) (bool, error) {
 		ts, err := dyn.Resource(tigeraStatusGVR).Get(ctx, "calico", metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):

@@ -137,9 +137,10 @@ func backoff() wait.Backoff {
 	return wait.Backoff{Duration: 250 * time.Millisecond, Factor: 1.6, Jitter: 0.1, Steps: 12, Cap: 5 * time.Second}
 }
 
-// poll runs cond until it returns true or an error, or ctx ends. A context
-// without a deadline gets defaultWait.
-func poll(ctx context.Context, cond wait.ConditionWithContextFunc) error {
+// Poll runs cond until it returns true or an error, or ctx ends, spaced
+// by backoff: every wait of the harness on the API server polls this way.
+// A context without a deadline gets defaultWait.
+func Poll(ctx context.Context, cond wait.ConditionWithContextFunc) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultWait)
@@ -199,7 +200,7 @@ func (a *applier) resource(o *unstructured.Unstructured) (dynamic.ResourceInterf
 func (a *applier) applyOne(ctx context.Context, o *unstructured.Unstructured) error {
 	var last error
 	attempts := 0
-	err := poll(ctx, func(ctx context.Context) (bool, error) {
+	err := Poll(ctx, func(ctx context.Context) (bool, error) {
 		attempts++
 		ri, obj, err := a.resource(o)
 		if err == nil {
@@ -232,7 +233,7 @@ func (a *applier) applyOne(ctx context.Context, o *unstructured.Unstructured) er
 // NamesAccepted=False condition cannot cure itself and ends the wait at once.
 func (a *applier) waitEstablished(ctx context.Context, name string) error {
 	var state string
-	err := poll(ctx, func(ctx context.Context) (bool, error) {
+	err := Poll(ctx, func(ctx context.Context) (bool, error) {
 		crd, err := a.dyn.Resource(crdGVR).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			if retriable(err) || apierrors.IsNotFound(err) {

@@ -36,7 +36,7 @@ func WaitDeleted(ctx context.Context, cfg *rest.Config, objs []*unstructured.Uns
 		return err
 	}
 	var left []string
-	err = poll(ctx, func(ctx context.Context) (bool, error) {
+	err = Poll(ctx, func(ctx context.Context) (bool, error) {
 		// CRDs going away change what is served.
 		a.mapper.Reset()
 		left = left[:0]

@@ -75,7 +75,7 @@ func WaitWorkloads(ctx context.Context, client kubernetes.Interface, ws []Worklo
 	status := make([]WorkloadReport, len(ws))
 	lastLog := ""
 	logs := logCache{}
-	err := poll(ctx, func(ctx context.Context) (bool, error) {
+	err := Poll(ctx, func(ctx context.Context) (bool, error) {
 		all := true
 		var summary []string
 		for i, w := range ws {

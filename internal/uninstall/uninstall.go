@@ -30,7 +30,6 @@ import (
 
 	"github.com/cnimatrix/cnimatrix/internal/cluster"
 	"github.com/cnimatrix/cnimatrix/internal/install"
-	"github.com/cnimatrix/cnimatrix/internal/logx"
 )
 
 // Baseline is a cluster's state before any CNI: per node, what
@@ -84,7 +83,6 @@ type Target struct {
 	// deleted after the CNI's objects.
 	Operated []string
 	Baseline *Baseline
-	Log      *logx.Logger
 }
 
 // Step is one part of an uninstall, for the record.
@@ -100,16 +98,16 @@ type Step struct {
 const podGoneTimeout = 90 * time.Second
 
 // Run removes t's CNI. The steps, in order: delete the harness's
-// namespaces; scale to zero the Deployments whose pods use the pod network
-// (CoreDNS, ...), so that no pod keeps an address of the old CNI; delete the
-// CNI's objects and wait until they are gone; clean every node against its
-// baseline and the node objects' annotations and labels; scale the
-// Deployments back. Their pods then wait for the next CNI, as on a new
-// cluster. The steps go on past failures; the error joins them all.
+// namespaces and, at the same time, scale to zero the Deployments whose pods
+// use the pod network (CoreDNS, ...), so that no pod keeps an address of the
+// old CNI; delete the custom resources of the CNI's own CRDs (an operator's
+// Installation) and wait until they are gone, then the CNI's other objects,
+// then the namespaces its operator made; clean every node against its
+// baseline and the node objects' annotations and labels; wait until the
+// nodes are NotReady; scale the Deployments back. Their pods then wait for
+// the next CNI, as on a new cluster. The steps go on past failures; the
+// error joins them all.
 func Run(ctx context.Context, t Target) ([]Step, error) {
-	if t.Log == nil {
-		t.Log = logx.Discard()
-	}
 	var steps []Step
 	var errs []error
 	record := func(name, target string, t0 time.Time, detail string, err error) {
@@ -127,46 +125,34 @@ func Run(ctx context.Context, t Target) ([]Step, error) {
 
 	// The harness's namespaces and the pod-network Deployments go at once,
 	// while the CNI can still tear their pods' networks down.
-	type nsResult struct {
-		t0  time.Time
-		err error
-	}
-	nsDone := make([]nsResult, len(t.Namespaces))
-	var wg sync.WaitGroup
-	for i, ns := range t.Namespaces {
-		wg.Go(func() {
-			nsDone[i].t0 = time.Now()
-			nsDone[i].err = deleteNamespace(ctx, t.Client, ns)
-		})
-	}
-	t0 := time.Now()
-	parked, err := park(ctx, t.Client, t.Objects, append(slices.Clone(t.Namespaces), t.Operated...))
-	wg.Wait()
-	for i, ns := range t.Namespaces {
-		record("delete namespace", ns, nsDone[i].t0, "", nsDone[i].err)
-	}
+	var parked []parkedDeployment
+	var parkErr error
+	parkStart := time.Now()
+	parkDone := make(chan struct{})
+	go func() {
+		defer close(parkDone)
+		parked, parkErr = park(ctx, t.Client, t.Objects, append(slices.Clone(t.Namespaces), t.Operated...))
+	}()
+	deleteNamespaces(ctx, t.Client, t.Namespaces, record)
+	<-parkDone
 	var names []string
 	for _, p := range parked {
 		names = append(names, fmt.Sprintf("%s/%s (%d)", p.ns, p.name, p.replicas))
 	}
-	record("scale to zero", "pod-network deployments", t0, strings.Join(names, ", "), err)
+	record("scale to zero", "pod-network deployments", parkStart, strings.Join(names, ", "), parkErr)
 
 	// Custom resources first, while the operator that may hold finalizers
 	// on them still runs; then everything else.
 	custom, rest := splitCustom(t.Objects)
 	if len(custom) > 0 {
-		t0 = time.Now()
-		err = deleteObjects(ctx, t.Config, custom)
+		t0 := time.Now()
+		err := deleteObjects(ctx, t.Config, custom)
 		record("delete", "custom resources", t0, refs(custom), err)
 	}
-	t0 = time.Now()
-	err = deleteObjects(ctx, t.Config, rest)
+	t0 := time.Now()
+	err := deleteObjects(ctx, t.Config, rest)
 	record("delete", "CNI objects", t0, fmt.Sprintf("%d objects", len(rest)), err)
-	for _, ns := range t.Operated {
-		t0 := time.Now()
-		err := deleteNamespace(ctx, t.Client, ns)
-		record("delete namespace", ns, t0, "", err)
-	}
+	deleteNamespaces(ctx, t.Client, t.Operated, record)
 
 	for _, c := range cleanNodes(ctx, t.Nodes, t.Baseline) {
 		var err error
@@ -199,6 +185,14 @@ func Run(ctx context.Context, t Target) ([]Step, error) {
 	err = unpark(ctx, t.Client, parked)
 	record("scale back", "pod-network deployments", t0, strings.Join(names, ", "), err)
 	return steps, errors.Join(errs...)
+}
+
+// deleteNamespaces deletes each of names (deleteNamespace) as a step.
+func deleteNamespaces(ctx context.Context, client kubernetes.Interface, names []string, record func(name, target string, t0 time.Time, detail string, err error)) {
+	for _, ns := range names {
+		t0 := time.Now()
+		record("delete namespace", ns, t0, "", deleteNamespace(ctx, client, ns))
+	}
 }
 
 func orNothing(xs []string) string {
@@ -507,9 +501,9 @@ func nulls(ks []string) map[string]any {
 	return m
 }
 
+// poll is install.Poll bounded by limit.
 func poll(ctx context.Context, limit time.Duration, cond wait.ConditionWithContextFunc) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	// After its steps, DelayFunc keeps waiting its last interval (~3 s).
-	return wait.Backoff{Duration: 200 * time.Millisecond, Factor: 1.5, Jitter: 0.1, Steps: 8}.DelayFunc().Until(ctx, true, true, cond)
+	return install.Poll(ctx, cond)
 }
