@@ -187,12 +187,14 @@ URL and error, and the command fails.`,
 					}
 					if slices.Contains(v.Manifests, *f) {
 						manifests = append(manifests, r.Path)
-						if d := imageDiff(r.Path, v.Images); d != "" {
-							fmt.Fprintf(out, "%s %s: images differ from the catalog: %s\n", v.Version, f.Name(), d)
-						}
 					}
 				}
-				checkRemovedAPIs(out, v, manifests)
+				if objs := parseFetched(out, v, manifests); objs != nil {
+					if d := imageDiff(objs, v.Images); d != "" {
+						fmt.Fprintf(out, "%s: images differ from the catalog: %s\n", v.Version, d)
+					}
+					checkRemovedAPIs(out, v, objs)
+				}
 			}
 			switch {
 			case changed == 0 && len(failed) == 0:
@@ -220,17 +222,32 @@ URL and error, and the command fails.`,
 	return cmd
 }
 
-// imageDiff compares the images a downloaded manifest uses with the
-// catalog's list for it; "" when they agree.
-func imageDiff(path string, want []string) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
+// parseFetched parses the downloaded manifests of v (paths), once for every
+// check of them; nil when one was not fetched (reported already) or does
+// not parse (reported here).
+func parseFetched(w io.Writer, v *catalog.CalicoVersion, paths []string) []*unstructured.Unstructured {
+	if len(paths) != len(v.Manifests) {
+		return nil
 	}
-	objs, err := install.ParseManifest(data)
-	if err != nil {
-		return "cannot parse the manifest: " + err.Error()
+	var objs []*unstructured.Unstructured
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err == nil {
+			var o []*unstructured.Unstructured
+			o, err = install.ParseManifest(data)
+			objs = append(objs, o...)
+		}
+		if err != nil {
+			fmt.Fprintf(w, "%s: manifests not checked: %v\n", v.Version, err)
+			return nil
+		}
 	}
+	return objs
+}
+
+// imageDiff compares the images the version's manifests use, all files
+// together, with the catalog's list for the version; "" when they agree.
+func imageDiff(objs []*unstructured.Unstructured, want []string) string {
 	got := calico.Images(objs)
 	var extra, missing []string
 	for _, im := range got {
@@ -243,38 +260,14 @@ func imageDiff(path string, want []string) string {
 			missing = append(missing, im)
 		}
 	}
-	var parts []string
-	if len(extra) > 0 {
-		parts = append(parts, "manifest also uses "+strings.Join(extra, ", "))
-	}
-	if len(missing) > 0 {
-		parts = append(parts, "manifest does not use "+strings.Join(missing, ", "))
-	}
-	return strings.Join(parts, "; ")
+	return apicompat.DescribeDiff(extra, missing)
 }
 
-// checkRemovedAPIs scans the downloaded manifests of v (paths, when all of
-// them were fetched) for APIs Kubernetes removed and prints how they
-// differ from the catalog's removedAPIs, from which runs skip cells
-// without the manifest: a difference means the catalog skips what could
-// run, or runs what cannot.
-func checkRemovedAPIs(w io.Writer, v *catalog.CalicoVersion, paths []string) {
-	if len(paths) != len(v.Manifests) {
-		return // a manifest was not fetched: reported already
-	}
-	var objs []*unstructured.Unstructured
-	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		if err == nil {
-			var o []*unstructured.Unstructured
-			o, err = install.ParseManifest(data)
-			objs = append(objs, o...)
-		}
-		if err != nil {
-			fmt.Fprintf(w, "%s: removed APIs not checked: %v\n", v.Version, err)
-			return
-		}
-	}
+// checkRemovedAPIs prints how the APIs Kubernetes removed that the
+// version's manifests use differ from the catalog's removedAPIs, from which
+// runs skip cells without the manifest: a difference means the catalog
+// skips what could run, or runs what cannot.
+func checkRemovedAPIs(w io.Writer, v *catalog.CalicoVersion, objs []*unstructured.Unstructured) {
 	if d := apicompat.Diff(apicompat.Used(objs), v.RemovedAPIs); d != "" {
 		fmt.Fprintf(w, "%s: removed Kubernetes APIs differ from the catalog's removedAPIs: %s\n", v.Version, d)
 	}
@@ -346,7 +339,9 @@ go to a mirror with cni.calico.registry.`,
 						fmt.Fprintf(out, "%s %s: downloaded %s\n", v.Version, f.Name(), r.Path)
 					}
 				}
-				checkRemovedAPIs(out, v, manifests)
+				if objs := parseFetched(out, v, manifests); objs != nil {
+					checkRemovedAPIs(out, v, objs)
+				}
 			}
 			if len(failed) > 0 {
 				return fmt.Errorf("%d files not fetched:\n%w", len(failed), errors.Join(failed...))

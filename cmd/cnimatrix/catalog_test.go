@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -260,5 +262,55 @@ func TestCatalogUpdateChecksRemovedAPIs(t *testing.T) {
 	_, list, _ := runCatalog(t, "--file", file)
 	if !strings.Contains(list, "uses removed APIs: extensions/v1beta1 DaemonSet (removed in v1.16), extensions/v1beta1 Deployment (removed in v1.16)") {
 		t.Errorf("catalog listing:\n%s", list)
+	}
+}
+
+// The catalog lists a version's images for all its files together (v3.2:
+// etcd.yaml, rbac.yaml, calico.yaml): update compares them with all the
+// files together, so a file holding only some of them is no difference.
+func TestCatalogUpdateComparesImagesPerVersion(t *testing.T) {
+	files := map[string]string{
+		"/v3.2.99/etcd.yaml":   "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: calico-etcd, namespace: kube-system}\nspec:\n  template:\n    spec:\n      containers: [{name: etcd, image: quay.io/coreos/etcd:v3.3.9}]\n",
+		"/v3.2.99/calico.yaml": "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: calico-node, namespace: kube-system}\nspec:\n  template:\n    spec:\n      containers: [{name: calico-node, image: quay.io/calico/node:v3.2.8}]\n",
+	}
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b, ok := files["/v3.2.99/"+path.Base(r.URL.Path)]; ok {
+			w.Write([]byte(b))
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	old := catalogHTTPClient
+	catalogHTTPClient = srv.Client()
+	t.Cleanup(func() { catalogHTTPClient = old })
+	entry := func(version, images string) string {
+		return `  - version: ` + version + `
+    kubernetes: [v1.10]
+    manifests:
+      - url: ` + srv.URL + `/` + version + `/etcd.yaml
+        sha256: ""
+      - url: ` + srv.URL + `/` + version + `/calico.yaml
+        sha256: ""
+    images: ` + images + `
+    arm64: arch-suffixed tags
+`
+	}
+	file := filepath.Join(t.TempDir(), "calico.yaml")
+	body := "versions:\n" + entry("v3.2.99", "[quay.io/coreos/etcd:v3.3.9, quay.io/calico/node:v3.2.8]") +
+		entry("v3.2.98", "[quay.io/coreos/etcd:v3.1.10, quay.io/calico/node:v3.2.8]")
+	if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, err := runCatalog(t, "update", "--file", file, "--cache", t.TempDir())
+	if code != 0 {
+		t.Fatalf("exit %d: %v\n%s", code, err, out)
+	}
+	if regexp.MustCompile(`v3\.2\.99[^\n]*images differ`).MatchString(out) {
+		t.Errorf("v3.2.99's files use exactly its images, yet:\n%s", out)
+	}
+	want := "v3.2.98: images differ from the catalog: manifest also uses quay.io/coreos/etcd:v3.3.9; manifest does not use quay.io/coreos/etcd:v3.1.10"
+	if !strings.Contains(out, want) {
+		t.Errorf("update output lacks\n%s\n%s", want, out)
 	}
 }

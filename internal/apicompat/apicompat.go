@@ -11,6 +11,7 @@ package apicompat
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -255,25 +256,24 @@ func Sort(apis []API) {
 // for it (want): "" when they agree, else what differs.
 func Diff(got, want []API) string {
 	var extra, missing []string
-	has := func(list []API, a API) bool {
-		for _, b := range list {
-			if a == b {
-				return true
-			}
-		}
-		return false
-	}
 	for _, a := range got {
-		if !has(want, a) {
+		if !slices.Contains(want, a) {
 			r, _ := Lookup(a.APIVersion, a.Kind)
 			extra = append(extra, r.Reason())
 		}
 	}
 	for _, a := range want {
-		if !has(got, a) {
+		if !slices.Contains(got, a) {
 			missing = append(missing, a.String())
 		}
 	}
+	return DescribeDiff(extra, missing)
+}
+
+// DescribeDiff words how what a manifest uses differs from what is declared
+// for it: extra is used but not declared, missing declared but not used;
+// "" when both are empty.
+func DescribeDiff(extra, missing []string) string {
 	var parts []string
 	if len(extra) > 0 {
 		parts = append(parts, "manifest also uses "+strings.Join(extra, ", "))
