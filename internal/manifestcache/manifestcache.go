@@ -36,7 +36,8 @@ type Cache struct {
 	// Mirror, for air-gapped use, is a base URL that serves the files
 	// under their host and path (Mirror/raw.githubusercontent.com/...):
 	// downloads go there instead. The pins are the same, so a mirror can
-	// hand out nothing but the files the catalog vouches for.
+	// hand out nothing but the files the catalog vouches for. A file://
+	// URL names a local directory in that layout (a copied mirror).
 	Mirror string
 }
 
@@ -95,6 +96,15 @@ type HTTPError struct {
 func (e *HTTPError) Error() string {
 	return fmt.Sprintf("GET %s: HTTP %s", e.URL, e.Status)
 }
+
+// defaultClient downloads over HTTP(S) and reads file:// URLs from the local
+// file system (a mirror copied to disk answers like a server: 404 for a
+// missing file).
+var defaultClient = func() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.RegisterProtocol("file", http.NewFileTransport(http.Dir("/")))
+	return &http.Client{Timeout: 2 * time.Minute, Transport: t}
+}()
 
 // ErrNotCached is returned by Cached when the pinned file is not on disk.
 var ErrNotCached = errors.New("not in the manifest cache")
@@ -174,7 +184,7 @@ func (c *Cache) download(ctx context.Context, url string) (string, string, error
 	}
 	client := c.Client
 	if client == nil {
-		client = &http.Client{Timeout: 2 * time.Minute}
+		client = defaultClient
 	}
 	resp, err := client.Do(req)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -182,5 +183,34 @@ func TestFetchThroughAMirror(t *testing.T) {
 	var he *HTTPError
 	if !errors.As(err, &he) || he.StatusCode != 404 || !strings.Contains(err.Error(), mirror.URL+"/files/docs.tigera.io/archive/v3.15/manifests/calico.yaml") {
 		t.Errorf("missing on the mirror: %v", err)
+	}
+}
+
+func TestFetchThroughADirectoryMirror(t *testing.T) {
+	dir := t.TempDir()
+	rel := "raw.githubusercontent.com/projectcalico/calico/v3.99.0/manifests/calico.yaml"
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, rel)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, rel), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := New(t.TempDir())
+	c.Mirror = "file://" + dir
+	url := "https://" + rel
+	r, err := c.Fetch(context.Background(), url, Sum([]byte(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.FromCache || r.SHA256 != Sum([]byte(body)) {
+		t.Errorf("fetch from a directory mirror: %+v", r)
+	}
+	if _, err := c.Fetch(context.Background(), url, Sum([]byte("other"))); err == nil || !strings.Contains(err.Error(), "sha256 mismatch") {
+		t.Errorf("a directory serving other bytes: %v", err)
+	}
+	_, err = c.Fetch(context.Background(), "https://docs.tigera.io/archive/v3.15/manifests/calico.yaml", "")
+	var he *HTTPError
+	if !errors.As(err, &he) || he.StatusCode != 404 || !strings.Contains(err.Error(), "file://"+dir+"/docs.tigera.io/") {
+		t.Errorf("missing in the directory mirror: %v", err)
 	}
 }
