@@ -33,11 +33,27 @@ func TestCatalogListsCalico(t *testing.T) {
 		t.Fatalf("exit %d: %v", code, err)
 	}
 	for _, want := range []string{
-		"VERSION", "v3.32.1", "v1.34-v1.36", "v3.15.5", "v3.1.7", "0/4",
+		"VERSION", "v3.32.1", "v1.34-v1.36", "v3.15.5", "v3.1.7",
 		"projectcalico/calico#5963", "(fixed in v3.27.3)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("catalog output lacks %q:\n%s", want, out)
+		}
+	}
+	// Pinned: every file of v3.24.6..v3.32.1; older releases none yet.
+	for _, want := range []string{"v3.24.6 3/3", "v3.29.7 3/3", "v3.30.7 4/4", "v3.32.1 4/4", "v3.23.5 0/3", "v3.1.7 0/1"} {
+		ver, pinned, _ := strings.Cut(want, " ")
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 2 && f[0] == ver {
+				found = true
+				if f[2] != pinned {
+					t.Errorf("%s: pinned %s, want %s", ver, f[2], pinned)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no line for %s:\n%s", ver, out)
 		}
 	}
 }

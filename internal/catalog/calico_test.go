@@ -160,7 +160,7 @@ func TestRewriteCalicoPinsKeepsTheRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	nv, _ := c.Version("v3.32.1")
-	if nv.Manifests[0].SHA256 != a || nv.Operator[1].SHA256 != b || nv.Operator[0].SHA256 != "" {
+	if nv.Manifests[0].SHA256 != a || nv.Operator[1].SHA256 != b || nv.Operator[0].SHA256 != v.Operator[0].SHA256 {
 		t.Errorf("pins after rewrite: %+v %+v", nv.Manifests, nv.Operator)
 	}
 	// Only the two sha256 lines differ; comments and layout stay.

@@ -197,7 +197,7 @@ func TestSkipOnlyWhereTheKubernetesCannotRun(t *testing.T) {
 	_, err = Load(p, cat, "/repo")
 	errs, ok := err.(Errors)
 	if !ok || len(errs) != 2 || errs[0].Line != 4 || !strings.Contains(errs[0].Msg, "calico v3.8.9: manifest not pinned") ||
-		!strings.Contains(errs[1].Msg, "calico v3.32.1: manifest not pinned") {
+		!strings.Contains(errs[1].Msg, "calico v3.32.1: manifest not in the manifest cache") {
 		t.Fatalf("want v3.8.9 and v3.32.1 to need their manifests, got %v", err)
 	}
 

@@ -475,8 +475,10 @@ func TestCalicoOperatorInstall(t *testing.T) {
 			t.Errorf("%s %s: got %v, want %q", c.file, c.opts, err, c.want)
 		}
 	}
-	// A catalog version resolves to its operator files; offline they are
-	// not pinned, and the error names them.
+	// A catalog version resolves to its operator files; not cached, the
+	// error names them.
+	ManifestCacheDir = t.TempDir()
+	t.Cleanup(func() { ManifestCacheDir = "" })
 	if _, err := load(t, "name: c\ncni:\n  name: calico\n  versions: [v3.28.5]\n  calico: {install: operator}\nkubernetes: [v1.37.2]\narch: amd64\n"); err == nil || !strings.Contains(err.Error(), "tigera-operator.yaml") {
 		t.Errorf("catalog operator install: %v", err)
 	}
