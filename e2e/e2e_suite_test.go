@@ -78,6 +78,7 @@ func TestE2E(t *testing.T) {
 			filepath.Join(root, "e2e/testdata/negative-target-port.yaml"),
 			filepath.Join(root, "e2e/testdata/negative-upgrade-breaks.yaml"),
 			filepath.Join(root, "e2e/testdata/negative-calico-shaped.yaml"),
+			filepath.Join(root, "scenarios/calico-source.yaml"),
 		}, ",")
 		if !hostHasIPIP() {
 			paths += "," + filepath.Join(root, "e2e/testdata/negative-kernel-ipip.yaml")
@@ -87,6 +88,7 @@ func TestE2E(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fetchCalicoManifests(t, root)
 	// Specs are generated from the scenarios, so they are loaded before RunSpecs.
 	for _, p := range strings.Split(paths, ",") {
 		if !filepath.IsAbs(p) {

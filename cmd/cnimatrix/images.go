@@ -84,8 +84,12 @@ Everything is cached by content; a second run with nothing changed takes seconds
 				}
 			}
 			if withQEMU {
+				pre, err := engine.HarnessImages(ctx, cache, cni)
+				if err != nil {
+					return err
+				}
 				for _, v := range k8s {
-					d, err := engine.Disk(ctx, cache, v, cni)
+					d, err := engine.Disk(ctx, cache, v, pre)
 					if err != nil {
 						return err
 					}

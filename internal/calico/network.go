@@ -2,6 +2,8 @@ package calico
 
 import (
 	"fmt"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"net"
 	"strconv"
 	"strings"
@@ -156,4 +158,48 @@ func SetMTU(objs []*Object, mtu int) error {
 	}
 	data["veth_mtu"] = strconv.Itoa(mtu)
 	return nil
+}
+
+// PoolEncapsulation is the tunnel the default pool of a (configured)
+// install will use, read from the objects as the cluster will get them: an
+// operator install's Installation's first pool (the operator's default,
+// VXLANCrossSubnet in custom-resources.yaml, when it names none), or
+// calico.yaml's CALICO_IPV4POOL_IPIP / _VXLAN modes (an unset mode is
+// calico-node's default: IPIP Always, VXLAN Never).
+func PoolEncapsulation(objs []*Object) (Encapsulation, error) {
+	if isOperatorInstall(objs) {
+		for _, obj := range objs {
+			if obj.GroupVersionKind().Group != operatorGroup || obj.GetKind() != "Installation" {
+				continue
+			}
+			if pool, ok := firstPool(obj); ok {
+				if e, _, _ := unstructured.NestedString(pool, "encapsulation"); e != "" {
+					return ParseEncapsulation(e)
+				}
+			}
+		}
+		return VXLANCrossSubnet, nil
+	}
+	c, err := nodeContainer(objs)
+	if err != nil {
+		return "", fmt.Errorf("pool encapsulation: %w", err)
+	}
+	mode := func(name, def string) string {
+		if e, ok := env(c, name); ok {
+			if v, _ := e["value"].(string); v != "" {
+				return v
+			}
+		}
+		return def
+	}
+	ipip, vxlan := mode("CALICO_IPV4POOL_IPIP", "Always"), mode("CALICO_IPV4POOL_VXLAN", "Never")
+	switch {
+	case ipip != "Never" && ipip != "Off" && ipip != "false":
+		return IPIP, nil
+	case vxlan == "Always":
+		return VXLAN, nil
+	case vxlan == "CrossSubnet":
+		return VXLANCrossSubnet, nil
+	}
+	return None, nil
 }

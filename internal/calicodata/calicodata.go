@@ -8,10 +8,13 @@
 package calicodata
 
 import (
+	"archive/tar"
 	"bufio"
+	"compress/gzip"
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -118,6 +121,71 @@ func (d *Data) SourceArchive(tag string) (string, error) {
 		return "", fmt.Errorf("calico %s source: %w", tag, err)
 	}
 	return p, nil
+}
+
+// Source is one Calico release's source archive and the libbpf source its
+// Felix links against.
+type Source struct {
+	// Version is the release tag, e.g. v3.32.1.
+	Version string
+	// Archive is calico-<Version>.tar.gz: the tree under one top folder.
+	Archive string
+	// Libbpf is libbpf-<version>.tar.gz of the version the tree's
+	// metadata.mk names (LIBBPF_VERSION).
+	Libbpf string
+}
+
+// Source returns a release's sources, or an error naming what is missing.
+func (d *Data) Source(tag string) (Source, error) {
+	archive, err := d.SourceArchive(tag)
+	if err != nil {
+		return Source{}, err
+	}
+	ver, err := libbpfVersion(archive)
+	if err != nil {
+		return Source{}, err
+	}
+	lib, err := d.LibbpfArchive(ver)
+	if err != nil {
+		return Source{}, fmt.Errorf("calico %s needs %w", tag, err)
+	}
+	return Source{Version: tag, Archive: archive, Libbpf: lib}, nil
+}
+
+// libbpfVersion reads LIBBPF_VERSION from metadata.mk at the archive's top.
+func libbpfVersion(archive string) (string, error) {
+	f, err := os.Open(archive)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", archive, err)
+	}
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return "", fmt.Errorf("%s: no metadata.mk at its top: not a Calico source release", archive)
+		}
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", archive, err)
+		}
+		if _, rest, _ := strings.Cut(strings.TrimPrefix(h.Name, "./"), "/"); rest != "metadata.mk" {
+			continue
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			return "", fmt.Errorf("%s: metadata.mk: %w", archive, err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "LIBBPF_VERSION="); ok && v != "" {
+				return strings.TrimSpace(v), nil
+			}
+		}
+		return "", fmt.Errorf("%s: metadata.mk names no LIBBPF_VERSION", archive)
+	}
 }
 
 // LibbpfArchive is the path of the libbpf source archive of a version.

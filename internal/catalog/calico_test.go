@@ -218,6 +218,11 @@ func TestCalicoSkipReasons(t *testing.T) {
 			"rbac.authorization.k8s.io/v1beta1 ClusterRoleBinding (removed in v1.22); tested on v1.9-v1.11",
 		"v3.8.9": "calico v3.8.9 cannot run on Kubernetes v1.37.2: its manifest uses apiextensions.k8s.io/v1beta1 CustomResourceDefinition (removed in v1.22); tested on v1.13-v1.15",
 	}
+	// v3.17-v3.22: kube-controllers' policy/v1beta1 PodDisruptionBudget,
+	// the same rule as the seed era's (skipped without a cluster).
+	for v, tested := range map[string]string{"v3.17.6": "v1.17-v1.19", "v3.18.6": "v1.18-v1.20", "v3.19.4": "v1.19-v1.21", "v3.20.6": "v1.19-v1.21", "v3.21.6": "v1.20-v1.22", "v3.22.5": "v1.21-v1.23"} {
+		want[v] = "calico " + v + " cannot run on Kubernetes v1.37.2: its manifest uses policy/v1beta1 PodDisruptionBudget (removed in v1.25); tested on " + tested
+	}
 	for _, v := range n.Versions {
 		got, err := v.SkipReason("calico", "v1.37.2")
 		if err != nil || got != want[v.Version] {
@@ -230,6 +235,11 @@ func TestCalicoSkipReasons(t *testing.T) {
 	}
 	if rs, _ := v31.CannotRunOn("v1.16.0"); len(rs) != 2 {
 		t.Errorf("v3.1.7 on v1.16: %v, want the two extensions/v1beta1 workloads", rs)
+	}
+	if v22, _ := n.Version("v3.22.5"); true {
+		if r, _ := v22.SkipReason("calico", "v1.24.17"); r != "" {
+			t.Errorf("v3.22.5 on v1.24, which still serves policy/v1beta1: %q", r)
+		}
 	}
 	if _, err := v31.SkipReason("calico", "latest"); err == nil {
 		t.Error("SkipReason accepted Kubernetes version \"latest\"")

@@ -16,7 +16,6 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/cnimatrix/cnimatrix/internal/archaudit"
-	"github.com/cnimatrix/cnimatrix/internal/calico"
 	"github.com/cnimatrix/cnimatrix/internal/checks"
 	"github.com/cnimatrix/cnimatrix/internal/cluster"
 	"github.com/cnimatrix/cnimatrix/internal/diagnose"
@@ -69,7 +68,7 @@ func (r *cellRun) skip(name, why string) {
 // on a cell failure: every failure is recorded with its phase and evidence.
 func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.Cell) (res matrix.Result) {
 	log := e.log.With(cell.ID())
-	res = matrix.Result{Cell: cell, ID: cell.ID(), Outcome: matrix.Unknown, Start: time.Now().UTC(), Fidelity: matrix.FidelityNative}
+	res = matrix.Result{Cell: cell, ID: cell.ID(), Outcome: matrix.Unknown, Start: time.Now().UTC(), Fidelity: matrix.FidelityNative, Images: s.CNI.Images}
 	run := &cellRun{log: log, result: &res}
 	t0 := time.Now()
 	if e.opts.ArtifactsDir != "" {
@@ -107,7 +106,7 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 			return nil, err
 		}
 		nodeImage = ref
-		if err := e.PushImages(ctx, s.CNI.Name); err != nil {
+		if err := e.PushImages(ctx, s); err != nil {
 			return nil, err
 		}
 		if err := e.pushFixtures(ctx, s); err != nil {
@@ -116,7 +115,7 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		if cell.Provider != "qemu" {
 			return nil, nil
 		}
-		if preload, err = HarnessImages(ctx, e.cache, s.CNI.Name); err != nil {
+		if preload, err = e.cellImages(ctx, s); err != nil {
 			return nil, err
 		}
 		disk, err := qemu.BuildDisk(ctx, e.cache, cell.Kubernetes, qemu.DiskOptions{Preload: preload})
@@ -245,7 +244,7 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		})
 	}
 
-	if err := e.kernelFacts(ctx, run, cl, s, ef); err != nil {
+	if err := e.kernelFacts(ctx, run, cl, s, s.CNI.Manifests[cell.CNIVersion], ef); err != nil {
 		e.collect(ctx, run, cl, client)
 		return res
 	}
@@ -257,7 +256,7 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 
 	// Checks.
 	env := e.checksEnv(client, cfg, cl, s, timeouts, log)
-	if failed := e.runChecks(ctx, run, env, "", cniChecks(s), timeouts.Checks); failed {
+	if failed := e.runChecks(ctx, run, env, "", cniChecks(s, s.CNI.Manifests[cell.CNIVersion]), timeouts.Checks); failed {
 		e.collect(ctx, run, cl, client)
 		return res
 	}
@@ -282,21 +281,13 @@ func (e *Engine) installCNI(ctx context.Context, run *cellRun, cfg *rest.Config,
 	log := run.log
 	var objs []*unstructured.Unstructured
 	if err := run.phase(prefix+"cni-install", false, func() ([]matrix.Evidence, error) {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("read manifest: %w", err)
+		var n int
+		var err error
+		if objs, n, err = configuredManifest(path, s); err != nil {
+			return nil, err
 		}
-		objs, err = install.ParseManifest(data)
-		if err != nil {
-			return nil, fmt.Errorf("parse %s: %w", path, err)
-		}
-		if n := OverrideImages(objs, s.CNI.ImageOverrides); n > 0 {
+		if n > 0 {
 			log.Infof("image overrides: replaced %d container images", n)
-		}
-		if s.CNI.Calico != nil {
-			if objs, err = calico.ConfigureFor(objs, *s.CNI.Calico); err != nil {
-				return nil, fmt.Errorf("configure %s: %w", path, err)
-			}
 		}
 		run.applied = append(run.applied, objs)
 		ictx, cancel := context.WithTimeout(ctx, timeout)

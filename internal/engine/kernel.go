@@ -19,16 +19,24 @@ import (
 // pods that never turn ready.
 const PhaseKernelFacts = "kernel-facts"
 
-// encapsulation is the tunnel the cell's CNI will set up: Calico's
-// configured one, else calico.yaml's default (IPIP); the offline flannel's
-// vxlan backend.
-func encapsulation(s *scenario.Scenario) string {
-	switch {
-	case s.CNI.Calico != nil && s.CNI.Calico.Encapsulation != "":
-		return string(s.CNI.Calico.Encapsulation)
-	case s.CNI.Name == "calico":
+// encapsulation is the tunnel the cell's CNI will set up: for Calico, what
+// the manifest the cell applies says once configured (calico.yaml's pool
+// modes, or an operator install's Installation, whose default is
+// VXLANCrossSubnet), the scenario's option when the manifest cannot be
+// read; the offline flannel's vxlan backend.
+func encapsulation(s *scenario.Scenario, manifest string) string {
+	switch s.CNI.Name {
+	case "calico":
+		if objs, _, err := configuredManifest(manifest, s); err == nil {
+			if e, err := calico.PoolEncapsulation(objs); err == nil {
+				return string(e)
+			}
+		}
+		if s.CNI.Calico != nil && s.CNI.Calico.Encapsulation != "" {
+			return string(s.CNI.Calico.Encapsulation)
+		}
 		return string(calico.IPIP)
-	case s.CNI.Name == "flannel":
+	case "flannel":
 		return kernelfacts.EncapVXLAN
 	}
 	return ""
@@ -105,7 +113,7 @@ func (ef *earlyFacts) probe(ctx context.Context, nodes []cluster.Node) ([]kernel
 	return out, err
 }
 
-func (e *Engine) kernelFacts(ctx context.Context, run *cellRun, cl *cluster.Cluster, s *scenario.Scenario, ef *earlyFacts) error {
+func (e *Engine) kernelFacts(ctx context.Context, run *cellRun, cl *cluster.Cluster, s *scenario.Scenario, manifest string, ef *earlyFacts) error {
 	return run.phase(PhaseKernelFacts, false, func() ([]matrix.Evidence, error) {
 		kctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 		defer cancel()
@@ -117,7 +125,7 @@ func (e *Engine) kernelFacts(ctx context.Context, run *cellRun, cl *cluster.Clus
 		if err != nil {
 			return ev, err
 		}
-		encap := encapsulation(s)
+		encap := encapsulation(s, manifest)
 		if err := kernelfacts.Require(facts, encap); err != nil {
 			for i := range ev {
 				ev[i].OK = false
@@ -130,14 +138,10 @@ func (e *Engine) kernelFacts(ctx context.Context, run *cellRun, cl *cluster.Clus
 
 // cniChecks are the checks a cell runs: the standard ones and, for Calico,
 // its own, pinned to the pool and tunnel the scenario asked for.
-func cniChecks(s *scenario.Scenario) []checks.Check {
+func cniChecks(s *scenario.Scenario, manifest string) []checks.Check {
 	out := checks.Default()
 	if s.CNI.Name == "calico" {
-		encap := ""
-		if s.CNI.Calico != nil {
-			encap = string(s.CNI.Calico.Encapsulation)
-		}
-		out = append(out, checks.CalicoFor(s.PodSubnet, encap)...)
+		out = append(out, checks.CalicoFor(s.PodSubnet, encapsulation(s, manifest))...)
 	}
 	return out
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/cnimatrix/cnimatrix/internal/calico"
 	"github.com/cnimatrix/cnimatrix/internal/diagnose"
 	"github.com/cnimatrix/cnimatrix/internal/images"
-	"github.com/cnimatrix/cnimatrix/internal/install"
 	"github.com/cnimatrix/cnimatrix/internal/logx"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
@@ -65,28 +64,24 @@ func (e *Engine) preflight(ctx context.Context, s *scenario.Scenario, cell matri
 		// images without this arch is the regression to catch first.
 		paths = append(paths, s.Upgrade.Manifest)
 	}
-	rep, err := auditManifest(actx, paths, s.CNI.ImageOverrides, deployedImages(s, cell), cell.Arch, e.registry.Addr(), e.log)
+	rep, err := auditManifest(actx, paths, s, deployedImages(s, cell), cell.Arch, e.registry.Addr(), e.log)
 	ev, verr := preflightVerdict(rep, err, cell.Arch, e.registry.Addr(), mode)
 	return ev, rep, verr
 }
 
-// auditManifest audits every image of the manifests at paths for arch
-// against the registry at addr, which serves upstream U's images under U/
-// (images.Registry's layout).
-func auditManifest(ctx context.Context, paths []string, overrides map[string]string, deployed []archaudit.ImageRef, arch, addr string, log *logx.Logger) (*archaudit.Report, error) {
+// auditManifest audits every image of the manifests at paths, as the cell
+// applies them (configuredManifest: the scenario's overrides and registry
+// included), for arch against the registry at addr, which serves upstream
+// U's images under U/ (images.Registry's layout).
+func auditManifest(ctx context.Context, paths []string, s *scenario.Scenario, deployed []archaudit.ImageRef, arch, addr string, log *logx.Logger) (*archaudit.Report, error) {
 	var objs []*unstructured.Unstructured
 	for _, path := range paths {
-		data, err := os.ReadFile(path)
+		o, _, err := configuredManifest(path, s)
 		if err != nil {
-			return nil, fmt.Errorf("read manifest: %w", err)
-		}
-		o, err := install.ParseManifest(data)
-		if err != nil {
-			return nil, fmt.Errorf("parse %s: %w", path, err)
+			return nil, err
 		}
 		objs = append(objs, o...)
 	}
-	OverrideImages(objs, overrides)
 	imgs, err := archaudit.ObjectImages(objs)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", strings.Join(paths, ", "), err)

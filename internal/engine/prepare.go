@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -25,7 +26,11 @@ func (e *Engine) Prepare(ctx context.Context, s *scenario.Scenario) error {
 			return err
 		}
 		if c.Provider == "qemu" {
-			if _, err := Disk(ctx, e.cache, c.Kubernetes, s.CNI.Name); err != nil {
+			pre, err := e.cellImages(ctx, s)
+			if err != nil {
+				return err
+			}
+			if _, err := Disk(ctx, e.cache, c.Kubernetes, pre); err != nil {
 				return err
 			}
 		}
@@ -33,7 +38,7 @@ func (e *Engine) Prepare(ctx context.Context, s *scenario.Scenario) error {
 	if !runs {
 		return nil // every cell is skipped: nothing to pull
 	}
-	if err := e.PushImages(ctx, s.CNI.Name); err != nil {
+	if err := e.PushImages(ctx, s); err != nil {
 		return err
 	}
 	return e.pushFixtures(ctx, s)
@@ -59,12 +64,29 @@ func (e *Engine) NodeImage(ctx context.Context, k8sVersion, arch string) (string
 }
 
 // PushImages builds the workload images and the offline CNI's images (for
-// every arch of ImageArches) and pushes them into the registry.
-func (e *Engine) PushImages(ctx context.Context, cni string) error {
+// every arch of ImageArches), and the CNI's images when the scenario builds
+// them from source, and pushes them into the registry.
+func (e *Engine) PushImages(ctx context.Context, s *scenario.Scenario) error {
 	done := e.log.Phase(fmt.Sprintf("images for %v", ImageArches))
-	err := e.pushImages(ctx, cni)
+	err := e.pushImages(ctx, s)
 	done(err)
 	return err
+}
+
+// cellImages are the images the harness provides for a scenario's cells:
+// HarnessImages plus, when the scenario asks for them, the CNI's images
+// built from source. A VM node's disk has them preloaded.
+func (e *Engine) cellImages(ctx context.Context, s *scenario.Scenario) (map[string]v1.ImageIndex, error) {
+	want, err := HarnessImages(ctx, e.cache, s.CNI.Name)
+	if err != nil {
+		return nil, err
+	}
+	built, err := sourceImages(ctx, e.cache, s)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(want, built)
+	return want, nil
 }
 
 // HarnessImages builds (or finds cached) the images cnimatrix itself
@@ -93,18 +115,14 @@ func HarnessImages(ctx context.Context, cache *images.Cache, cni string) (map[st
 }
 
 // Disk builds (or finds cached) the QEMU arm64 node disk for a Kubernetes
-// version, with the harness's images preloaded: pulling and unpacking
-// them under TCG costs each VM minutes.
-func Disk(ctx context.Context, cache *images.Cache, k8sVersion, cni string) (*qemu.Disk, error) {
-	pre, err := HarnessImages(ctx, cache, cni)
-	if err != nil {
-		return nil, err
-	}
-	return qemu.BuildDisk(ctx, cache, k8sVersion, qemu.DiskOptions{Preload: pre})
+// version, with the harness's images (preload) in it: pulling and
+// unpacking them under TCG costs each VM minutes.
+func Disk(ctx context.Context, cache *images.Cache, k8sVersion string, preload map[string]v1.ImageIndex) (*qemu.Disk, error) {
+	return qemu.BuildDisk(ctx, cache, k8sVersion, qemu.DiskOptions{Preload: preload})
 }
 
-func (e *Engine) pushImages(ctx context.Context, cni string) error {
-	want, err := HarnessImages(ctx, e.cache, cni)
+func (e *Engine) pushImages(ctx context.Context, s *scenario.Scenario) error {
+	want, err := e.cellImages(ctx, s)
 	if err != nil {
 		return err
 	}

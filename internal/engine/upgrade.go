@@ -61,7 +61,7 @@ func (e *Engine) upgrade(ctx context.Context, run *cellRun, cfg *rest.Config, cl
 	if upErr != nil || rolled != nil {
 		return false
 	}
-	failed := e.runChecks(ctx, run, env, afterUpgradePrefix, cniChecks(s), timeouts.Checks)
+	failed := e.runChecks(ctx, run, env, afterUpgradePrefix, cniChecks(s, s.Upgrade.Manifest), timeouts.Checks)
 	return availErr == nil && !failed
 }
 

@@ -54,6 +54,10 @@ type LayerFile struct {
 	Mode    fs.FileMode
 	Content []byte
 	Target  string
+	// UID and GID own the entry (root when zero). Left out of the JSON
+	// when zero, so cache keys of files without them stay as they were.
+	UID int `json:",omitempty"`
+	GID int `json:",omitempty"`
 }
 
 // LayerFiles maps a path inside the image ("etc/passwd", no leading slash
@@ -356,7 +360,7 @@ func ociWriteFiles(tw *tar.Writer, files LayerFiles, prefix string) error {
 		if name == "" {
 			return fmt.Errorf("layer file %q: not a path", p)
 		}
-		hdr := &tar.Header{Name: prefix + name, ModTime: ociEpoch, Mode: ociTarMode(f.Mode), Format: tar.FormatPAX}
+		hdr := &tar.Header{Name: prefix + name, ModTime: ociEpoch, Mode: ociTarMode(f.Mode), Uid: f.UID, Gid: f.GID, Format: tar.FormatPAX}
 		switch {
 		case f.Mode&fs.ModeSymlink != 0:
 			hdr.Typeflag, hdr.Linkname, hdr.Mode = tar.TypeSymlink, f.Target, 0o777

@@ -36,6 +36,15 @@ func (o Outcome) Valid() bool {
 	return false
 }
 
+// Where a cell's CNI images came from (Result.Images): released images
+// pulled under their upstream names, or rebuilt by cnimatrix from the
+// release's source. A rebuilt image's PASS speaks for the source, not for
+// the images upstream published.
+const (
+	ImagesUpstream          = "upstream"
+	ImagesRebuiltFromSource = "rebuilt-from-source"
+)
+
 // Fidelity of a cell's nodes.
 const (
 	FidelityNative     = "native"
@@ -113,6 +122,9 @@ type Result struct {
 	ID          string    `json:"id"`
 	Outcome     Outcome   `json:"outcome"`
 	Fidelity    string    `json:"fidelity,omitempty"`
+	// Images says where the CNI's images came from (ImagesUpstream,
+	// ImagesRebuiltFromSource); empty for the harness's own CNI fixtures.
+	Images      string    `json:"images,omitempty"`
 	Reason      string    `json:"reason,omitempty"`
 	RootCause   string    `json:"rootCause,omitempty"`
 	ClusterName string    `json:"clusterName,omitempty"`

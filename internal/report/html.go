@@ -78,7 +78,7 @@ type htmlRow struct {
 
 type htmlCell struct {
 	matrix.Cell
-	ID, Anchor, Outcome, Fidelity, RootCause, Reason string
+	ID, Anchor, Outcome, Fidelity, Images, RootCause, Reason string
 	Duration, ClusterName, Artifacts                 string
 	ArtifactsURL                                     template.URL
 	Phases                                           []htmlPhase
@@ -181,6 +181,7 @@ func newHTMLCell(r matrix.Result, pageDir string) *htmlCell {
 		Anchor:      "cell-" + anchorSafe(r.ID),
 		Outcome:     string(r.Outcome),
 		Fidelity:    r.Fidelity,
+		Images:      r.Images,
 		Reason:      r.Reason,
 		ClusterName: r.ClusterName,
 		Artifacts:   r.Artifacts,
@@ -421,6 +422,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <dt>CNI</dt><dd>{{.CNI}} {{.VersionLabel}}{{if .Variant}} ({{.Variant}}){{end}}</dd>
 <dt>Kubernetes</dt><dd>{{.Kubernetes}} · {{.Arch}} · {{.Provider}}</dd>
 {{if .Fidelity}}<dt>Fidelity</dt><dd>{{.Fidelity}}</dd>
+{{end}}{{if .Images}}<dt>CNI images</dt><dd class="images">{{.Images}}</dd>
 {{end}}{{if .RootCause}}<dt>Root cause</dt><dd><strong>{{.RootCause}}</strong></dd>
 {{end}}{{if .Duration}}<dt>Duration</dt><dd>{{.Duration}}</dd>
 {{end}}{{if .ClusterName}}<dt>Cluster</dt><dd><code>{{.ClusterName}}</code></dd>

@@ -71,6 +71,9 @@ func Markdown(w io.Writer, m *matrix.Matrix) error {
 				if r.Fidelity != "" {
 					s += " (" + r.Fidelity + ")"
 				}
+				if r.Images == matrix.ImagesRebuiltFromSource {
+					s += " [images " + r.Images + "]"
+				}
 				if r.RootCause != "" && r.Outcome != matrix.Pass {
 					s += ": " + r.RootCause
 				}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cnimatrix/cnimatrix/internal/apicompat"
 	"github.com/cnimatrix/cnimatrix/internal/calico"
+	"github.com/cnimatrix/cnimatrix/internal/calicodata"
 	"github.com/cnimatrix/cnimatrix/internal/catalog"
 	"github.com/cnimatrix/cnimatrix/internal/install"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
@@ -185,6 +186,14 @@ type CNISpec struct {
 	// Calico, for cni.name calico, edits calico.yaml before it is applied
 	// (its PodCIDR is the scenario's podSubnet).
 	Calico *calico.Options
+	// Images is where a Calico install's images come from:
+	// matrix.ImagesUpstream (the names the manifest uses, from the
+	// registry or its mirror) or matrix.ImagesRebuiltFromSource (cnimatrix
+	// builds them from Sources and serves them under those names); "" for
+	// other CNIs.
+	Images string
+	// Sources maps a version to its Calico source, for rebuilt images.
+	Sources map[string]calicodata.Source
 	// Deployed maps a version to the images its install makes the cluster
 	// run without naming them in the applied file: an operator install's
 	// (the catalog's list), for the preflight to audit.
@@ -276,12 +285,7 @@ type rawScenario struct {
 		// ImageOverrides: image -> replacement.
 		ImageOverrides map[string]str `yaml:"imageOverrides"`
 		// Calico: options of a calico.yaml install.
-		Calico *struct {
-			Install       str `yaml:"install"`
-			Encapsulation str `yaml:"encapsulation"`
-			MTU           str `yaml:"mtu"`
-			Registry      str `yaml:"registry"`
-		} `yaml:"calico"`
+		Calico *rawCalico `yaml:"calico"`
 	} `yaml:"cni"`
 	Kubernetes    strs `yaml:"kubernetes"`
 	Arch          strs `yaml:"arch"`
@@ -546,6 +550,9 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 	if c := raw.CNI.Calico; c != nil {
 		s.CNI.Calico = v.calicoOptions(c.Encapsulation, c.MTU, c.Registry, s, operator)
 	}
+	if s.CNI.Name == "calico" {
+		v.calicoImages(raw.CNI.Calico, s, repoRoot)
+	}
 
 	// Timeouts
 	s.Timeouts = Timeouts{Cluster: 6 * time.Minute, CNIReady: 5 * time.Minute, Checks: 5 * time.Minute}
@@ -727,6 +734,53 @@ func (v *validator) calicoOptions(encap, mtu, registry str, s *Scenario, operato
 		}
 	}
 	return o
+}
+
+// calicoImages reads cni.calico.images: upstream (the default) or source,
+// which needs every version's source release in the Calico data
+// (calicodata.Find) and builds its images instead of pulling them.
+func (v *validator) calicoImages(c *rawCalico, s *Scenario, repoRoot string) {
+	s.CNI.Images = matrix.ImagesUpstream
+	if c == nil || c.Images.V == "" || c.Images.V == "upstream" {
+		return
+	}
+	if c.Images.V != "source" {
+		v.add(c.Images.Line, "cni.calico.images %q: want upstream (pull the released images) or source (build them from the release's source)", c.Images.V)
+		return
+	}
+	if c.Install.V == calico.InstallOperator {
+		v.add(c.Images.Line, "cni.calico.images: source builds calico/node, cni and kube-controllers, not the tigera-operator nor the images it deploys: use it with install: manifest")
+		return
+	}
+	s.CNI.Images = matrix.ImagesRebuiltFromSource
+	d, err := calicodata.Find(repoRoot)
+	if err != nil {
+		v.add(c.Images.Line, "cni.calico.images: source: %v", err)
+		return
+	}
+	s.CNI.Sources = map[string]calicodata.Source{}
+	versions := slices.Clone(s.CNI.Versions)
+	if s.Upgrade != nil {
+		versions = append(versions, s.Upgrade.To)
+	}
+	for _, ver := range versions {
+		src, err := d.Source(ver)
+		if err != nil {
+			v.add(c.Images.Line, "cni.calico.images: source: %v", err)
+			continue
+		}
+		s.CNI.Sources[ver] = src
+	}
+}
+
+// rawCalico is the cni.calico block as written.
+type rawCalico struct {
+	Install       str `yaml:"install"`
+	Encapsulation str `yaml:"encapsulation"`
+	MTU           str `yaml:"mtu"`
+	Registry      str `yaml:"registry"`
+	// Images: upstream (default) or source.
+	Images str `yaml:"images"`
 }
 
 // duration reads a positive duration into dst, leaving dst as it is when
