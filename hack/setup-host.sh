@@ -13,6 +13,21 @@ log() { printf '[setup %s] %s\n' "$(date +%T)" "$*"; }
 PKGS=(jq mmdebstrap debootstrap qemu-user-static binfmt-support debian-archive-keyring
       qemu-system-arm qemu-utils arch-test e2fsprogs iproute2 iptables ca-certificates git make curl
       chromium bc)
+# Calico from source (cni.calico.images: source): calico-node links libbpf
+# (built from its source) through cgo, so it needs a C compiler and the
+# libelf, zlib and libpcap development files of each arch it is built for;
+# arm64 is cross-compiled with Debian's aarch64 toolchain and multiarch
+# -dev packages.
+# Multi-arch packages are named with their arch: with the arm64 one
+# installed too, `dpkg -s libelf-dev` is ambiguous.
+native=$(dpkg --print-architecture)
+PKGS+=(gcc pkg-config:$native libc6-dev:$native libelf-dev:$native zlib1g-dev:$native libpcap-dev:$native)
+if [ "$native" = amd64 ]; then
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    dpkg --add-architecture arm64
+  fi
+  PKGS+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross libelf-dev:arm64 zlib1g-dev:arm64 libpcap-dev:arm64)
+fi
 # A Docker engine that already answers (GitHub-hosted runners ship docker-ce) is
 # used as it is: Debian's docker.io conflicts with docker-ce's containerd.io.
 engine_running=false

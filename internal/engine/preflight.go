@@ -64,7 +64,11 @@ func (e *Engine) preflight(ctx context.Context, s *scenario.Scenario, cell matri
 		// images without this arch is the regression to catch first.
 		paths = append(paths, s.Upgrade.Manifest)
 	}
-	rep, err := auditManifest(actx, paths, s, deployedImages(s, cell), cell.Arch, e.registry.Addr(), e.log)
+	deployed, err := deployedImages(s, cell)
+	var rep *archaudit.Report
+	if err == nil {
+		rep, err = auditManifest(actx, paths, s, deployed, cell.Arch, e.registry.Addr(), e.log)
+	}
 	ev, verr := preflightVerdict(rep, err, cell.Arch, e.registry.Addr(), mode)
 	return ev, rep, verr
 }
@@ -91,20 +95,30 @@ func auditManifest(ctx context.Context, paths []string, s *scenario.Scenario, de
 }
 
 // deployedImages are the images an operator install of the cell's version
-// will run (the catalog's list, from the registry cni.calico.registry
-// names): the applied file names only the operator's own image.
-func deployedImages(s *scenario.Scenario, cell matrix.Cell) []archaudit.ImageRef {
-	var out []archaudit.ImageRef
-	for _, ref := range s.CNI.Deployed[cell.CNIVersion] {
-		if s.CNI.Calico != nil && s.CNI.Calico.Registry != "" {
-			if r, err := calico.ParseImage(ref); err == nil && calico.IsCalicoImage(r) {
-				r.Registry = strings.TrimSuffix(s.CNI.Calico.Registry, "/")
-				ref = r.String()
-			}
-		}
-		out = append(out, archaudit.ImageRef{Ref: ref, Workload: "deployed by the operator (catalog)"})
+// will run (calico.OperatorImages over the files as the cell applies them:
+// the release's own custom resources, the registry option included): the
+// applied file names only the operator's own image. None for a manifest
+// install, or a local operator file of no release version.
+func deployedImages(s *scenario.Scenario, cell matrix.Cell) ([]archaudit.ImageRef, error) {
+	if !operatorInstall(s) {
+		return nil, nil
 	}
-	return out
+	if _, err := calico.OperatorDefaultRegistry(cell.CNIVersion); err != nil {
+		return nil, nil
+	}
+	objs, _, err := configuredManifest(s.CNI.Manifests[cell.CNIVersion], s)
+	if err != nil {
+		return nil, err
+	}
+	refs, err := calico.OperatorImages(cell.CNIVersion, objs)
+	if err != nil {
+		return nil, err
+	}
+	var out []archaudit.ImageRef
+	for _, ref := range refs {
+		out = append(out, archaudit.ImageRef{Ref: ref, Workload: "deployed by the operator"})
+	}
+	return out, nil
 }
 
 // preflightVerdict turns an audit into the phase's evidence and, in strict

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cnimatrix/cnimatrix/internal/archaudit"
 	"github.com/cnimatrix/cnimatrix/internal/calico"
+	"github.com/cnimatrix/cnimatrix/internal/calicodata"
 	"github.com/cnimatrix/cnimatrix/internal/catalog"
 	"github.com/cnimatrix/cnimatrix/internal/diagnose"
 	"github.com/cnimatrix/cnimatrix/internal/images"
@@ -270,24 +271,76 @@ func TestPreflightUnauditable(t *testing.T) {
 	}
 }
 
+// joinedOperatorFiles writes a release's operator install files, joined in
+// the catalog's order as a run applies them, and returns the file.
+func joinedOperatorFiles(t *testing.T, d *calicodata.Data, tag string) string {
+	t.Helper()
+	cal, err := catalog.LoadCalico()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := cal.Version(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []byte
+	for _, f := range v.Operator {
+		b, err := os.ReadFile(d.ManifestPath(tag, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(append(all, "\n---\n"...), b...)
+	}
+	p := filepath.Join(t.TempDir(), "operator.yaml")
+	if err := os.WriteFile(p, all, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // An operator install's file names only the operator's image; the images
-// the operator deploys are audited too, from the registry the scenario
-// points Calico at.
+// the operator deploys are audited too: per release, from its own
+// custom-resources.yaml, at the registry the scenario points Calico at or
+// the operator's default (D4). Over the real upstream files.
 func TestDeployedImagesOfAnOperatorInstall(t *testing.T) {
-	s := &scenario.Scenario{CNI: scenario.CNISpec{
-		Deployed: map[string][]string{"v3.28.5": {"docker.io/calico/node:v3.28.5", "quay.io/coreos/etcd:v3.1.10"}},
-	}}
-	cell := matrix.Cell{CNIVersion: "v3.28.5"}
-	got := deployedImages(s, cell)
-	if len(got) != 2 || got[0].Ref != "docker.io/calico/node:v3.28.5" || !strings.Contains(got[0].Workload, "operator") {
-		t.Errorf("deployed %+v", got)
+	root, _ := filepath.Abs("../..")
+	d := calicodata.FindForTest(t, root)
+	for _, tag := range d.Tags() {
+		p := joinedOperatorFiles(t, d, tag)
+		for _, registry := range []string{"", "mirror.local:5000/cache"} {
+			s := &scenario.Scenario{PodSubnet: "10.244.0.0/16", CNI: scenario.CNISpec{Name: "calico",
+				Manifests: map[string]string{tag: p},
+				Calico:    &calico.Options{PodCIDR: "10.244.0.0/16", Install: calico.InstallOperator, Registry: registry}}}
+			got, err := deployedImages(s, matrix.Cell{CNIVersion: tag})
+			if err != nil {
+				t.Fatalf("%s: %v", tag, err)
+			}
+			var refs []string
+			for _, r := range got {
+				refs = append(refs, r.Ref)
+			}
+			want := registry
+			if want == "" {
+				want = "docker.io"
+				if tag >= "v3.31" {
+					want = "quay.io"
+				}
+			}
+			list := strings.Join(refs, " ")
+			for _, c := range []string{"node", "cni", "kube-controllers", "typha", "csi", "node-driver-registrar", "apiserver"} {
+				if !strings.Contains(list, want+"/calico/"+c+":"+tag) {
+					t.Errorf("%s (registry %q): no %s/calico/%s:%s in %s", tag, registry, want, c, tag, list)
+				}
+			}
+			// Goldmane and Whisker come with v3.30's custom resources.
+			hasWhisker := strings.Contains(list, "/calico/whisker:"+tag) && strings.Contains(list, "/calico/goldmane:"+tag)
+			if hasWhisker != (tag >= "v3.30") {
+				t.Errorf("%s: goldmane/whisker deployed = %v: %s", tag, hasWhisker, list)
+			}
+		}
 	}
-	s.CNI.Calico = &calico.Options{Registry: "mirror.local:5000/cache"}
-	got = deployedImages(s, cell)
-	if got[0].Ref != "mirror.local:5000/cache/calico/node:v3.28.5" || got[1].Ref != "quay.io/coreos/etcd:v3.1.10" {
-		t.Errorf("with a registry: %+v", got)
-	}
-	if len(deployedImages(s, matrix.Cell{CNIVersion: "other"})) != 0 {
-		t.Error("a version without deployed images has some")
+	// A manifest install deploys nothing beyond its file.
+	if got, err := deployedImages(&scenario.Scenario{CNI: scenario.CNISpec{Name: "calico"}}, matrix.Cell{CNIVersion: "v3.32.1"}); err != nil || len(got) != 0 {
+		t.Errorf("manifest install: %v %v", got, err)
 	}
 }

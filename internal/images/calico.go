@@ -325,6 +325,9 @@ func (c *Cache) calicoArchImages(ctx context.Context, src CalicoSource, arch, bi
 	}
 	nodeFiles := iptablesBaseFiles()
 	maps.Copy(nodeFiles, nodeFS)
+	// bookworm's debianutils makes `which` an alternative, which the
+	// extract variant does not set up; start_runit calls it.
+	nodeFiles["usr/bin/which"] = LayerFile{Mode: fs.ModeSymlink, Target: "which.debianutils"}
 	base, err := c.rootfsLayer(ctx, RootfsSpec{Arch: arch, Suite: DefaultDebianSuite, Variant: "extract", Packages: calicoNodePackages}, nodeFiles)
 	if err != nil {
 		return nil, fmt.Errorf("calico node base: %w", err)

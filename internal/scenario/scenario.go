@@ -194,10 +194,6 @@ type CNISpec struct {
 	Images string
 	// Sources maps a version to its Calico source, for rebuilt images.
 	Sources map[string]calicodata.Source
-	// Deployed maps a version to the images its install makes the cluster
-	// run without naming them in the applied file: an operator install's
-	// (the catalog's list), for the preflight to audit.
-	Deployed map[string][]string
 }
 
 // Timeouts bound each wait of a cell.
@@ -449,12 +445,6 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 					v.add(ver.Line, "%v", err)
 				}
 				s.CNI.Manifests[ver.V] = p
-				if operator {
-					if s.CNI.Deployed == nil {
-						s.CNI.Deployed = map[string][]string{}
-					}
-					s.CNI.Deployed[ver.V] = cv.Images
-				}
 			default:
 				s.CNI.Manifests[ver.V] = filepath.Join(repoRoot, cv.Manifest)
 			}
