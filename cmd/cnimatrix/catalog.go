@@ -123,7 +123,7 @@ func printCatalog(w io.Writer, c *catalog.Calico) error {
 }
 
 func newCatalogUpdateCmd(g *globalFlags, src *catalogSource) *cobra.Command {
-	var write bool
+	var write, lockPins bool
 	cmd := &cobra.Command{
 		Use:   "update [VERSION...]",
 		Short: "Download every file of the catalog, show how the sha256 pins would change; --write rewrites them",
@@ -139,10 +139,19 @@ rewrites the sha256 fields of the catalog file (--file, default
 internal/catalog/calico.yaml of the source tree), leaving everything else in
 the file as it is. Rebuild cnimatrix afterwards: the binary embeds the catalog.
 
+--lock, without a source tree or a rebuild, trusts the files the catalog does
+not pin on first use: their sums go into your lock file ($CNIMATRIX_PINS, or
+pins.lock in your config directory, e.g. ~/.config/cnimatrix/pins.lock). Runs
+then apply those files only with those bytes and record them as
+"trusted-on-first-use" in the matrix, not "pinned"; a later download that
+differs from the lock is refused, never re-trusted (delete its line to trust
+the new file).
+
 It needs the internet; each file that cannot be fetched is listed with its
 URL and error, and the command fails.`,
 		Example: `  cnimatrix catalog update
-  cnimatrix catalog update v3.32.1 --write`,
+  cnimatrix catalog update v3.32.1 --write
+  cnimatrix catalog update v3.23.5 --lock`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if write && src.file == "" {
 				root, err := images.RepoRoot()
@@ -161,9 +170,13 @@ URL and error, and the command fails.`,
 			}
 			out := cmd.OutOrStdout()
 			cache := manifestCache(g)
+			lock, err := catalog.LoadLock(catalog.DefaultLockPath())
+			if err != nil {
+				return usageError{err}
+			}
 			pins := map[string]string{}
 			var failed []error
-			changed := 0
+			changed, trusted := 0, 0
 			for _, v := range versions {
 				var manifests []string // downloaded, for the removedAPIs check
 				for _, f := range v.Files() {
@@ -172,6 +185,18 @@ URL and error, and the command fails.`,
 						failed = append(failed, fmt.Errorf("%s %s: %w", v.Version, f.Name(), err))
 						fmt.Fprintf(out, "%s %s: FAILED: %v\n", v.Version, f.Name(), err)
 						continue
+					}
+					locked := lock.Pins[f.URL]
+					switch {
+					case f.SHA256 == "" && locked == r.SHA256:
+						fmt.Fprintf(out, "%s %s: unchanged since first use %s (%s)\n", v.Version, f.Name(), r.SHA256, lock.Path)
+					case f.SHA256 == "" && locked != "":
+						failed = append(failed, fmt.Errorf("%s %s: changed since it was trusted on first use: locked %s, now %s (%s); review it, then delete its line from %s to trust it again", v.Version, f.Name(), locked, r.SHA256, f.URL, lock.Path))
+						fmt.Fprintf(out, "%s %s: CHANGED since first use: locked %s, now %s: refused\n", v.Version, f.Name(), locked, r.SHA256)
+					case f.SHA256 == "" && lockPins:
+						trusted++
+						lock.Pins[f.URL] = r.SHA256
+						fmt.Fprintf(out, "%s %s: trusted on first use %s\n", v.Version, f.Name(), r.SHA256)
 					}
 					switch {
 					case f.SHA256 == r.SHA256:
@@ -196,6 +221,12 @@ URL and error, and the command fails.`,
 					checkRemovedAPIs(out, v, objs)
 				}
 			}
+			if trusted > 0 {
+				if err := lock.Write(); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "wrote %d trust-on-first-use pins to %s\n", trusted, lock.Path)
+			}
 			switch {
 			case changed == 0 && len(failed) == 0:
 				fmt.Fprintln(out, "no pin to change")
@@ -219,6 +250,7 @@ URL and error, and the command fails.`,
 		},
 	}
 	cmd.Flags().BoolVar(&write, "write", false, "rewrite the sha256 pins in the catalog file")
+	cmd.Flags().BoolVar(&lockPins, "lock", false, "trust files the catalog does not pin on first use: write their sums to your pins lock ($"+catalog.LockEnv+")")
 	return cmd
 }
 
@@ -300,7 +332,9 @@ func newCatalogFetchCmd(g *globalFlags, src *catalogSource) *cobra.Command {
 manifest cache, so runs can use them offline. A pinned file already cached
 is not downloaded again; a download whose sha256 differs from its pin is an
 error and is not cached. Unpinned files are downloaded with a warning, but a
-run still refuses them until they are pinned ('catalog update --write').
+run still refuses them until they are pinned ('catalog update --write') or
+trusted on first use ('catalog update --lock'); trusted files are fetched
+against the lock's sums.
 
 Air-gapped: set $CNIMATRIX_MANIFEST_MIRROR to a base URL that serves the
 files under their host and path (e.g. http://mirror.local/files, serving
@@ -319,11 +353,16 @@ go to a mirror with cni.calico.registry.`,
 			}
 			out := cmd.OutOrStdout()
 			cache := manifestCache(g)
+			lock, err := catalog.LoadLock(catalog.DefaultLockPath())
+			if err != nil {
+				return usageError{err}
+			}
 			var failed []error
 			for _, v := range versions {
 				var manifests []string
 				for _, f := range v.Files() {
-					r, err := cache.Fetch(cmd.Context(), f.URL, f.SHA256)
+					pin, _ := lock.Pin(*f)
+					r, err := cache.Fetch(cmd.Context(), f.URL, pin)
 					if err == nil && slices.Contains(v.Manifests, *f) {
 						manifests = append(manifests, r.Path)
 					}

@@ -330,3 +330,52 @@ func TestCatalogUpdateComparesImagesPerVersion(t *testing.T) {
 		t.Errorf("update output lacks\n%s\n%s", want, out)
 	}
 }
+
+// Trust on first use: --lock writes the sums of unpinned files to the lock
+// (not the catalog); fetch and scenario loading then use them, and a file
+// that changes after is refused.
+func TestCatalogUpdateLockTrustsOnFirstUse(t *testing.T) {
+	srv, manifest := fakeUpstream(t)
+	sum := manifestcache.Sum(manifest)
+	file := writeCatalog(t, srv.URL, "", false)
+	before, _ := os.ReadFile(file)
+	lockPath := filepath.Join(t.TempDir(), "pins.lock")
+	t.Setenv(catalog.LockEnv, lockPath)
+	cache := t.TempDir()
+
+	code, out, err := runCatalog(t, "update", "--file", file, "--cache", cache, "--lock")
+	if code != 0 {
+		t.Fatalf("exit %d: %v\n%s", code, err, out)
+	}
+	if !strings.Contains(out, "v3.99.1 calico.yaml: trusted on first use "+sum) || !strings.Contains(out, "wrote 1 trust-on-first-use pins to "+lockPath) {
+		t.Errorf("update --lock output:\n%s", out)
+	}
+	if after, _ := os.ReadFile(file); !bytes.Equal(before, after) {
+		t.Error("--lock changed the catalog file")
+	}
+	lock, err := catalog.LoadLock(lockPath)
+	if err != nil || lock.Pins[srv.URL+"/v3.99.1/calico.yaml"] != sum {
+		t.Fatalf("lock %+v, %v", lock, err)
+	}
+	// Again: unchanged, nothing written.
+	code, out, _ = runCatalog(t, "update", "--file", file, "--cache", cache, "--lock")
+	if code != 0 || !strings.Contains(out, "unchanged since first use "+sum) || strings.Contains(out, "wrote") {
+		t.Errorf("second --lock (exit %d):\n%s", code, out)
+	}
+	// Fetch checks against the lock's sum.
+	if code, out, err := runCatalog(t, "fetch", "--file", file, "--cache", cache); code != 0 || strings.Contains(out, "not pinned") {
+		t.Errorf("fetch with a lock (exit %d, %v):\n%s", code, err, out)
+	}
+	// A changed file is refused, and the lock keeps the first sum.
+	lock.Pins[srv.URL+"/v3.99.1/calico.yaml"] = strings.Repeat("0", 64)
+	if err := lock.Write(); err != nil {
+		t.Fatal(err)
+	}
+	code, out, err = runCatalog(t, "update", "--file", file, "--cache", cache, "--lock")
+	if code == 0 || !strings.Contains(out, "CHANGED since first use") || err == nil || !strings.Contains(err.Error(), "delete its line") {
+		t.Errorf("changed file (exit %d, %v):\n%s", code, err, out)
+	}
+	if l, _ := catalog.LoadLock(lockPath); l.Pins[srv.URL+"/v3.99.1/calico.yaml"] != strings.Repeat("0", 64) {
+		t.Error("a changed file was re-trusted")
+	}
+}

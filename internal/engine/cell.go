@@ -68,7 +68,7 @@ func (r *cellRun) skip(name, why string) {
 // on a cell failure: every failure is recorded with its phase and evidence.
 func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.Cell) (res matrix.Result) {
 	log := e.log.With(cell.ID())
-	res = matrix.Result{Cell: cell, ID: cell.ID(), Outcome: matrix.Unknown, Start: time.Now().UTC(), Fidelity: matrix.FidelityNative, Images: s.CNI.Images}
+	res = matrix.Result{Cell: cell, ID: cell.ID(), Outcome: matrix.Unknown, Start: time.Now().UTC(), Fidelity: matrix.FidelityNative, Images: s.CNI.Images, ManifestPin: s.CNI.Pins[cell.CNIVersion]}
 	run := &cellRun{log: log, result: &res}
 	t0 := time.Now()
 	if e.opts.ArtifactsDir != "" {

@@ -119,12 +119,16 @@ func (p Phase) Duration() time.Duration {
 // Result is a cell's outcome with its evidence.
 type Result struct {
 	Cell
-	ID          string    `json:"id"`
-	Outcome     Outcome   `json:"outcome"`
-	Fidelity    string    `json:"fidelity,omitempty"`
+	ID       string  `json:"id"`
+	Outcome  Outcome `json:"outcome"`
+	Fidelity string  `json:"fidelity,omitempty"`
 	// Images says where the CNI's images came from (ImagesUpstream,
 	// ImagesRebuiltFromSource); empty for the harness's own CNI fixtures.
-	Images      string    `json:"images,omitempty"`
+	Images string `json:"images,omitempty"`
+	// ManifestPin says how a downloaded manifest was pinned: "pinned" (the
+	// catalog) or "trusted-on-first-use" (the user's lock); empty for
+	// local files.
+	ManifestPin string    `json:"manifestPin,omitempty"`
 	Reason      string    `json:"reason,omitempty"`
 	RootCause   string    `json:"rootCause,omitempty"`
 	ClusterName string    `json:"clusterName,omitempty"`

@@ -78,13 +78,13 @@ type htmlRow struct {
 
 type htmlCell struct {
 	matrix.Cell
-	ID, Anchor, Outcome, Fidelity, Images, RootCause, Reason string
-	Duration, ClusterName, Artifacts                 string
-	ArtifactsURL                                     template.URL
-	Phases                                           []htmlPhase
-	Evidence                                         []htmlEvidence
-	EvidenceOK                                       int
-	Longest                                          string
+	ID, Anchor, Outcome, Fidelity, Images, ManifestPin, RootCause, Reason string
+	Duration, ClusterName, Artifacts                                      string
+	ArtifactsURL                                                          template.URL
+	Phases                                                                []htmlPhase
+	Evidence                                                              []htmlEvidence
+	EvidenceOK                                                            int
+	Longest                                                               string
 }
 
 type htmlPhase struct {
@@ -182,6 +182,7 @@ func newHTMLCell(r matrix.Result, pageDir string) *htmlCell {
 		Outcome:     string(r.Outcome),
 		Fidelity:    r.Fidelity,
 		Images:      r.Images,
+		ManifestPin: r.ManifestPin,
 		Reason:      r.Reason,
 		ClusterName: r.ClusterName,
 		Artifacts:   r.Artifacts,
@@ -423,6 +424,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <dt>Kubernetes</dt><dd>{{.Kubernetes}} · {{.Arch}} · {{.Provider}}</dd>
 {{if .Fidelity}}<dt>Fidelity</dt><dd>{{.Fidelity}}</dd>
 {{end}}{{if .Images}}<dt>CNI images</dt><dd class="images">{{.Images}}</dd>
+{{end}}{{if .ManifestPin}}<dt>Manifest</dt><dd class="manifest-pin">{{.ManifestPin}}</dd>
 {{end}}{{if .RootCause}}<dt>Root cause</dt><dd><strong>{{.RootCause}}</strong></dd>
 {{end}}{{if .Duration}}<dt>Duration</dt><dd>{{.Duration}}</dd>
 {{end}}{{if .ClusterName}}<dt>Cluster</dt><dd><code>{{.ClusterName}}</code></dd>

@@ -63,7 +63,7 @@ func JUnit(w io.Writer, m *matrix.Matrix) error {
 		s.Properties = []junitProperty{
 			{"cni", r.CNI}, {"cniVersion", r.CNIVersion}, {"kubernetes", r.Kubernetes},
 			{"arch", r.Arch}, {"provider", r.Provider}, {"outcome", string(r.Outcome)},
-			{"fidelity", r.Fidelity}, {"images", r.Images}, {"rootCause", r.RootCause},
+			{"fidelity", r.Fidelity}, {"images", r.Images}, {"manifestPin", r.ManifestPin}, {"rootCause", r.RootCause},
 		}
 		for _, p := range r.Phases {
 			c := junitCase{Name: p.Name, ClassName: r.ID, Time: p.DurationMS / 1000}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cnimatrix/cnimatrix/internal/catalog"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
 )
 
@@ -73,6 +74,9 @@ func Markdown(w io.Writer, m *matrix.Matrix) error {
 				}
 				if r.Images == matrix.ImagesRebuiltFromSource {
 					s += " [images " + r.Images + "]"
+				}
+				if r.ManifestPin == catalog.PinTrustedOnFirstUse {
+					s += " [manifest " + r.ManifestPin + "]"
 				}
 				if r.RootCause != "" && r.Outcome != matrix.Pass {
 					s += ": " + r.RootCause

@@ -233,3 +233,44 @@ func TestSkipOnlyWhereTheKubernetesCannotRun(t *testing.T) {
 		t.Error("v3.8.9 runs on v1.21.14 but has no manifest")
 	}
 }
+
+// A file the catalog does not pin loads once the user's lock trusts it, and
+// the scenario records that provenance; the catalog's own pins stay
+// "pinned".
+func TestTrustedOnFirstUseLoads(t *testing.T) {
+	data := []byte("kind: ConfigMap\napiVersion: v1\nmetadata: {name: calico-config}\n")
+	cat := remoteCatalog(data, data)
+	n, _ := cat.CNI("calico")
+	cv, _ := n.Version("v3.99.1")
+	url := cv.Remote[0].URL
+	cv.Remote[0].SHA256 = ""
+	ManifestCacheDir = t.TempDir()
+	LockPath = filepath.Join(t.TempDir(), "pins.lock")
+	t.Cleanup(func() { ManifestCacheDir, LockPath = "", "" })
+	seed(t, ManifestCacheDir, data)
+	body := []byte("name: c\ncni:\n  name: calico\n  versions: [v3.99.1, v3.2.99]\nkubernetes: [v1.37.2]\narch: [amd64]\n")
+	p := filepath.Join(t.TempDir(), "s.yaml")
+	if err := os.WriteFile(p, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p, cat, "/repo"); err == nil || !strings.Contains(err.Error(), "catalog update --lock v3.99.1") {
+		t.Fatalf("unpinned, no lock: %v", err)
+	}
+	lock := &catalog.Lock{Path: LockPath, Pins: map[string]string{url: manifestcache.Sum(data)}}
+	if err := lock.Write(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Load(p, cat, "/repo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.CNI.Pins["v3.99.1"] != catalog.PinTrustedOnFirstUse || s.CNI.Pins["v3.2.99"] != catalog.PinCatalog {
+		t.Errorf("pins %v", s.CNI.Pins)
+	}
+	// The lock's sum guards the cached bytes as a catalog pin does.
+	lock.Pins[url] = strings.Repeat("1", 64)
+	lock.Write()
+	if _, err := Load(p, cat, "/repo"); err == nil || !strings.Contains(err.Error(), "not in the manifest cache") {
+		t.Errorf("a lock sum no cached file has: %v", err)
+	}
+}

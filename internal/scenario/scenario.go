@@ -192,6 +192,9 @@ type CNISpec struct {
 	// builds them from Sources and serves them under those names); "" for
 	// other CNIs.
 	Images string
+	// Pins maps a downloaded version to how its manifest is pinned:
+	// catalog.PinCatalog or catalog.PinTrustedOnFirstUse.
+	Pins map[string]string
 	// Sources maps a version to its Calico source, for rebuilt images.
 	Sources map[string]calicodata.Source
 }
@@ -440,11 +443,15 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 			case skipped == len(k8sVersions):
 				// Every cell of the version is skipped: no manifest to resolve.
 			case len(cv.Remote) > 0:
-				p, err := remoteManifest(cni.Name, cv, operator)
+				p, pin, err := remoteManifest(cni.Name, cv, operator)
 				if err != nil {
 					v.add(ver.Line, "%v", err)
 				}
 				s.CNI.Manifests[ver.V] = p
+				if s.CNI.Pins == nil {
+					s.CNI.Pins = map[string]string{}
+				}
+				s.CNI.Pins[ver.V] = pin
 			default:
 				s.CNI.Manifests[ver.V] = filepath.Join(repoRoot, cv.Manifest)
 			}
@@ -654,7 +661,7 @@ func (v *validator) upgrade(to, interval, maxFailed str, from []string, perVersi
 		if !known {
 			v.add(to.Line, "upgrade.to: unknown %s version %q (known: %s; or give its file in cni.manifests)", cni.Name, to.V, strings.Join(cni.VersionNames(), ", "))
 		} else if len(cv.Remote) > 0 {
-			p, err := remoteManifest(cni.Name, cv, operator)
+			p, _, err := remoteManifest(cni.Name, cv, operator)
 			if err != nil {
 				v.add(to.Line, "upgrade.to: %v", err)
 			}
