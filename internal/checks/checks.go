@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/cnimatrix/cnimatrix/internal/cluster"
+	"github.com/cnimatrix/cnimatrix/internal/install"
 	"github.com/cnimatrix/cnimatrix/internal/logx"
 )
 
@@ -68,6 +69,11 @@ type Env struct {
 	// KeepNamespace leaves the test namespace in place after Run, for
 	// diagnosis of a failed run.
 	KeepNamespace bool
+	// Arch is the arch under test (kubernetes.io/arch), and CNIWorkloads
+	// what the CNI's install runs: CNIWorkloadArch requires a Ready pod of
+	// each on a node of that arch.
+	Arch         string
+	CNIWorkloads []install.Workload
 
 	core    rest.Interface // lazily built from Config, for exec
 	created bool           // Setup created the namespace

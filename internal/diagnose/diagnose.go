@@ -20,6 +20,10 @@ const (
 	Timeout       = "timeout"
 	Connectivity  = "connectivity"
 	Infra         = "infrastructure"
+	// ArchNotExercised: a CNI workload had no Ready pod on a node of the
+	// cell's arch (it ran only on the foreign-arch control plane, say), so
+	// the cell proved nothing about its image for the arch.
+	ArchNotExercised = "arch-not-exercised"
 )
 
 // PreflightPhase is the phase in which the engine audits a cell's images
@@ -123,6 +127,8 @@ func classify(p matrix.Phase, text string) string {
 		return KernelFeature
 	case p.Infra:
 		return Infra
+	case name == "check:CNIWorkloadArch" && strings.Contains(t, ArchNotExercised+":"):
+		return ArchNotExercised
 	case name == "check:NodeArch":
 		// A node that is not the arch it was made as: the harness's own
 		// promise (an arm64 cell on arm64 nodes) is broken.

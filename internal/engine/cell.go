@@ -256,6 +256,7 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 
 	// Checks.
 	env := e.checksEnv(client, cfg, cl, s, timeouts, log)
+	env.Arch, env.CNIWorkloads = cell.Arch, cniWorkloads(run.applied, s)
 	if failed := e.runChecks(ctx, run, env, "", cniChecks(s, s.CNI.Manifests[cell.CNIVersion]), timeouts.Checks); failed {
 		e.collect(ctx, run, cl, client)
 		return res
@@ -289,10 +290,21 @@ func (e *Engine) installCNI(ctx context.Context, run *cellRun, cfg *rest.Config,
 		if n > 0 {
 			log.Infof("image overrides: replaced %d container images", n)
 		}
+		var pinEv []matrix.Evidence
+		if mixedCluster(run.result.Cell) {
+			pinned, err := pinToArch(objs, run.result.Arch)
+			if err != nil {
+				return nil, err
+			}
+			for _, w := range pinned {
+				pinEv = append(pinEv, matrix.Evidence{Check: prefix + "cni-install", Target: w, OK: true,
+					Detail: fmt.Sprintf("pinned to %s=%s by cnimatrix: the control plane is %s, and the cell asks about %s", archLabel, run.result.Arch, controlPlaneArch(run.result.Cell), run.result.Arch)})
+			}
+		}
 		run.applied = append(run.applied, objs)
 		ictx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		return []matrix.Evidence{{Check: prefix + "cni-install", Target: path, OK: true, Detail: fmt.Sprintf("%d objects applied", len(objs))}},
+		return append([]matrix.Evidence{{Check: prefix + "cni-install", Target: path, OK: true, Detail: fmt.Sprintf("%d objects applied", len(objs))}}, pinEv...),
 			install.Apply(ictx, cfg, objs, install.ApplyOptions{FieldManager: "cnimatrix", Log: log})
 	}); err != nil {
 		return err

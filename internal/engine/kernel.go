@@ -136,10 +136,12 @@ func (e *Engine) kernelFacts(ctx context.Context, run *cellRun, cl *cluster.Clus
 	})
 }
 
-// cniChecks are the checks a cell runs: the standard ones and, for Calico,
-// its own, pinned to the pool and tunnel the scenario asked for.
+// cniChecks are the checks a cell runs: the standard ones, the arch
+// coverage of the CNI's workloads and, for Calico, its own, pinned to the
+// pool and tunnel of the manifest the cell applies.
 func cniChecks(s *scenario.Scenario, manifest string) []checks.Check {
-	out := checks.Default()
+	// Every CNI workload must have run on the arch under test.
+	out := append(checks.Default(), checks.CNIWorkloadArch{})
 	if s.CNI.Name == "calico" {
 		out = append(out, checks.CalicoFor(s.PodSubnet, encapsulation(s, manifest))...)
 	}
