@@ -5,9 +5,13 @@ import (
 	"testing"
 	"time"
 
+	. "github.com/onsi/gomega"
+
 	"github.com/cnimatrix/cnimatrix/internal/calicodata"
 	"github.com/cnimatrix/cnimatrix/internal/catalog"
 	"github.com/cnimatrix/cnimatrix/internal/manifestcache"
+	"github.com/cnimatrix/cnimatrix/internal/matrix"
+	"github.com/cnimatrix/cnimatrix/internal/scenario"
 )
 
 // fetchCalicoManifests puts the pinned files of every catalog release the
@@ -44,4 +48,26 @@ func fetchCalicoManifests(t *testing.T, root string) {
 		}
 	}
 	t.Logf("%d pinned Calico files in the manifest cache (from %s)", n, d.MirrorDir())
+}
+
+// assertRealCalico checks what a cell of real Calico must show beyond its
+// outcome: that the matrix says its images were rebuilt from source, and,
+// when it passed, that Calico's own checks (Felix enforcing NetworkPolicy,
+// the VXLAN device) and the arch coverage ran and passed.
+func assertRealCalico(s *scenario.Scenario, res matrix.Result) {
+	if s.CNI.Name != "calico" || s.CNI.Images != matrix.ImagesRebuiltFromSource {
+		return
+	}
+	Expect(res.Images).To(Equal(matrix.ImagesRebuiltFromSource), "the matrix must say the images were rebuilt")
+	Expect(res.ManifestPin).To(Equal(catalog.PinCatalog), "the upstream manifest is the catalog's pinned one")
+	if res.Outcome != matrix.Pass {
+		return
+	}
+	passed := map[string]bool{}
+	for _, p := range res.Phases {
+		passed[p.Name] = p.Outcome == matrix.Pass
+	}
+	for _, want := range []string{"check:CalicoNodeReady", "check:CalicoKubeControllersReady", "check:IPPool", "check:TunnelDevice", "check:NetworkPolicy", "check:CNIWorkloadArch", "check:PodToPodAcrossNodes"} {
+		Expect(passed).To(HaveKeyWithValue(want, true), "a passing real Calico cell ran and passed %s", want)
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/onsi/ginkgo/v2/types"
 	. "github.com/onsi/gomega"
 
+	"github.com/cnimatrix/cnimatrix/internal/calicodata"
 	"github.com/cnimatrix/cnimatrix/internal/catalog"
 	"github.com/cnimatrix/cnimatrix/internal/engine"
 	"github.com/cnimatrix/cnimatrix/internal/images"
@@ -34,8 +35,10 @@ import (
 //	CNIMATRIX_SCENARIOS  comma-separated scenario files (default: the offline
 //	                     scenario, its arm64 twin (a QEMU VM worker on amd64
 //	                     hosts), the 2019 seed reproduced with fixtures, the
-//	                     offline upgrade path with a soak and the negative
-//	                     self-test scenarios)
+//	                     offline upgrade path with a soak, the negative
+//	                     self-test scenarios and, when the Calico data is
+//	                     found (internal/calicodata), real Calico v3.32.1
+//	                     rebuilt from source: scenarios/calico-source.yaml)
 //	                     and, unless CNIMATRIX_SCENARIOS is set, the
 //	                     reused-cluster self-test (reuse_test.go)
 //	CNIMATRIX_OUT        where matrix.json/.md/.xml go (default _out/e2e)
@@ -78,8 +81,16 @@ func TestE2E(t *testing.T) {
 			filepath.Join(root, "e2e/testdata/negative-target-port.yaml"),
 			filepath.Join(root, "e2e/testdata/negative-upgrade-breaks.yaml"),
 			filepath.Join(root, "e2e/testdata/negative-calico-shaped.yaml"),
-			filepath.Join(root, "scenarios/calico-source.yaml"),
 		}, ",")
+		// Real Calico needs the Calico data (its source and manifests):
+		// without it the cell is left out, said so, unless required.
+		if _, err := calicodata.Find(root); err == nil {
+			paths += "," + filepath.Join(root, "scenarios/calico-source.yaml")
+		} else if os.Getenv(calicodata.RequireEnv) != "" {
+			t.Fatalf("real Calico cell: %v", err)
+		} else {
+			t.Logf("real Calico cell left out: %v", err)
+		}
 		if !hostHasIPIP() {
 			paths += "," + filepath.Join(root, "e2e/testdata/negative-kernel-ipip.yaml")
 		}
@@ -182,6 +193,7 @@ var _ = Describe("cnimatrix", func() {
 				AddReportEntry(resultEntry, string(b), ReportEntryVisibilityNever)
 				GinkgoWriter.Printf("%s: %s %s %s\n", cell.ID(), res.Outcome, res.RootCause, res.Reason)
 				Expect(engine.CheckExpectation(s.ExpectFor(cell), res)).To(Succeed())
+				assertRealCalico(s, res)
 			}, SpecTimeout(40*time.Minute))
 		}
 	}
