@@ -70,10 +70,25 @@ func (c CNIWorkloadArch) Run(ctx context.Context, env *Env) Result {
 			arch := archOf[p.Spec.NodeName]
 			ready := install.PodReady(p)
 			ok := ready && arch == env.Arch
+			detail := fmt.Sprintf("pod %s on node %s (arch %s), ready %v: %s", p.Name, orNone(p.Spec.NodeName), orNone(arch), ready, containerImages(p))
+			if ok && !exercised && env.Config != nil {
+				// The workload's own container says what it runs as, once
+				// per workload (exec is slow on emulated nodes).
+				u := env.uname(ctx, p)
+				switch got := goArch(u.machine); {
+				case u.err != "":
+					detail += "; uname -m not read in the container (" + u.err + ")"
+				case got != env.Arch:
+					ok = false
+					detail += fmt.Sprintf("; uname -m %s in container %s: not %s", u.machine, p.Spec.Containers[0].Name, env.Arch)
+					problems = append(problems, fmt.Sprintf("%s pod %s runs as %s (uname -m %s) on a %s node", w, p.Name, orNone(got), u.machine, env.Arch))
+				default:
+					detail += fmt.Sprintf("; uname -m %s in container %s", u.machine, p.Spec.Containers[0].Name)
+				}
+			}
 			exercised = exercised || ok
 			seen = append(seen, fmt.Sprintf("%s on %s (%s)", p.Name, orNone(p.Spec.NodeName), orNone(arch)))
-			ev = append(ev, Evidence{Check: c.Name(), Source: p.Spec.NodeName, Target: w.String(), OK: ok,
-				Detail: fmt.Sprintf("pod %s on node %s (arch %s), ready %v: %s", p.Name, orNone(p.Spec.NodeName), orNone(arch), ready, containerImages(p))})
+			ev = append(ev, Evidence{Check: c.Name(), Source: p.Spec.NodeName, Target: w.String(), OK: ok, Detail: detail})
 		}
 		if !exercised {
 			if len(seen) == 0 {
