@@ -95,6 +95,7 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	if err := kindprov.CheckDocker(ctx); err != nil {
 		return nil, &HostError{Err: err}
 	}
+	routeClientGoLogs(opts.Log)
 	cache, err := images.NewCache(opts.CacheDir, opts.Log)
 	if err != nil {
 		return nil, err
