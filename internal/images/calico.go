@@ -2,7 +2,6 @@ package images
 
 import (
 	"archive/tar"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -203,50 +202,29 @@ func calicoBuildEnv(arch, cc string, cgo bool) []string {
 // untarGz unpacks a .tar.gz into dir, dropping the first strip path
 // elements of every name, refusing names that leave dir.
 func untarGz(ctx context.Context, archive, dir string, strip int) error {
-	f, err := os.Open(archive)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		return err
-	}
-	tr := tar.NewReader(zr)
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	return walkTarGz(ctx, archive, func(h *tar.Header, r io.Reader) error {
 		parts := strings.Split(strings.Trim(path.Clean("/"+h.Name), "/"), "/")
 		if len(parts) <= strip {
-			continue
+			return nil
 		}
 		rel := filepath.Join(parts[strip:]...)
 		if !filepath.IsLocal(rel) {
-			return fmt.Errorf("%s: entry %q leaves the tree", archive, h.Name)
+			return fmt.Errorf("entry %q leaves the tree", h.Name)
 		}
 		dst := filepath.Join(dir, rel)
 		switch h.Typeflag {
 		case tar.TypeDir:
-			err = os.MkdirAll(dst, 0o755)
+			return os.MkdirAll(dst, 0o755)
 		case tar.TypeReg:
-			err = writeFileFrom(dst, tr, fs.FileMode(h.Mode).Perm())
+			return writeFileFrom(dst, r, fs.FileMode(h.Mode).Perm())
 		case tar.TypeSymlink:
-			if err = os.MkdirAll(filepath.Dir(dst), 0o755); err == nil {
-				err = os.Symlink(h.Linkname, dst)
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				return err
 			}
+			return os.Symlink(h.Linkname, dst)
 		}
-		if err != nil {
-			return err
-		}
-	}
+		return nil
+	})
 }
 
 // fileSum is the sha256 of a file's content, hex.
@@ -419,43 +397,30 @@ func (c *Cache) binaryFilesLayer(ctx context.Context, name, dir string, files ma
 // upstream's Dockerfile copies it: etc/ to /etc, sbin/ to /usr/sbin (the
 // startup scripts, start_runit among them), usr/ to /usr.
 func calicoNodeFilesystem(archive string) (LayerFiles, error) {
-	f, err := os.Open(archive)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", archive, err)
-	}
-	tr := tar.NewReader(zr)
 	files := LayerFiles{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", archive, err)
-		}
+	err := walkTarGz(context.Background(), archive, func(h *tar.Header, r io.Reader) error {
 		name := strings.Trim(path.Clean("/"+h.Name), "/")
 		_, rest, _ := strings.Cut(name, "/") // the archive's top folder
 		rel, ok := strings.CutPrefix(rest, "node/filesystem/")
 		if !ok || h.Typeflag != tar.TypeReg {
-			continue
+			return nil
 		}
 		switch {
 		case strings.HasPrefix(rel, "etc/"), strings.HasPrefix(rel, "usr/"):
 		case strings.HasPrefix(rel, "sbin/"):
 			rel = "usr/" + rel
 		default:
-			continue
+			return nil
 		}
-		data, err := io.ReadAll(tr)
+		data, err := io.ReadAll(r)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", archive, h.Name, err)
+			return err
 		}
 		files[rel] = LayerFile{Mode: fs.FileMode(h.Mode).Perm(), Content: data}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if _, ok := files["usr/sbin/start_runit"]; !ok {
 		return nil, fmt.Errorf("%s: no node/filesystem/sbin/start_runit: not a Calico source release", archive)

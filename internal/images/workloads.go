@@ -2,6 +2,7 @@ package images
 
 import (
 	"archive/tar"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -141,7 +142,26 @@ func walkTar(ctx context.Context, file string, fn func(h *tar.Header, r io.Reade
 		return err
 	}
 	defer f.Close()
-	tr := tar.NewReader(&ociCtxReader{ctx, f})
+	return walkTarStream(ctx, file, f, fn)
+}
+
+// walkTarGz is walkTar for a gzip-compressed tarball (a .tar.gz source
+// release).
+func walkTarGz(ctx context.Context, file string, fn func(h *tar.Header, r io.Reader) error) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", file, err)
+	}
+	return walkTarStream(ctx, file, zr, fn)
+}
+
+func walkTarStream(ctx context.Context, file string, r io.Reader, fn func(h *tar.Header, r io.Reader) error) error {
+	tr := tar.NewReader(&ociCtxReader{ctx, r})
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
