@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"sync"
 	"time"
@@ -40,6 +41,7 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 	var (
 		out, artifactsDir string
 		keep, reuse       bool
+		dryRun            bool
 		filters           []string
 		parallel          int
 		preflight         string
@@ -126,6 +128,9 @@ cluster; it does not go with --keep.`,
 			if err != nil {
 				return badInput("--%v", err)
 			}
+			if dryRun {
+				return printPlans(cmd.OutOrStdout(), s, cells)
+			}
 			log := logx.Stderr(g.verbose)
 			log.Infof("scenario %s: %d cells", s.Name, len(cells))
 			eng, err := engine.Start(ctx, engine.Options{
@@ -198,6 +203,7 @@ cluster; it does not go with --keep.`,
 	}
 	cmd.Flags().StringVarP(&out, "out", "o", "_out", "directory for matrix.json, matrix.md, matrix.xml, matrix.html")
 	cmd.Flags().StringVar(&artifactsDir, "artifacts", "_out/artifacts", "directory for per-cell artifacts of failed cells ($ARTIFACTS overrides)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate the scenario and print each cell's plan (cluster, manifest and pin, edits, images and where each comes from, checks, expected outcome); creates nothing, needs no Docker engine")
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep clusters after the run for debugging (prints how to reach them)")
 	cmd.Flags().StringArrayVar(&filters, "filter", nil, "run only matching cells: k8s=v1.37.2, arch=amd64, provider=kind, cni=flannel, <cni>=<version> (repeatable; all must match)")
 	cmd.Flags().BoolVar(&reuse, "reuse-clusters", false, "run cells that need the same cluster on one cluster, uninstalling the CNI in between (speed mode; see above)")
@@ -207,4 +213,23 @@ cluster; it does not go with --keep.`,
 	cmd.Flags().DurationVar(&soakEvery, "soak-interval", time.Second, "how often the soak fetches nginx from every probe pod to every nginx pod on another node")
 	cmd.Flags().Float64Var(&soakMin, "soak-min-availability", 100, "percent of soak requests that must succeed for the cell to pass")
 	return cmd
+}
+
+// printPlans prints every cell's plan; a cell whose manifest cannot be
+// configured is bad input.
+func printPlans(w io.Writer, s *scenario.Scenario, cells []matrix.Cell) error {
+	fmt.Fprintf(w, "scenario %s: %d cells (dry run: nothing is created)\n\n", s.Name, len(cells))
+	var errs []error
+	for _, c := range cells {
+		p, err := engine.Plan(s, c)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.ID(), err))
+			continue
+		}
+		fmt.Fprintln(w, p.String())
+	}
+	if len(errs) > 0 {
+		return usageError{errors.Join(errs...)}
+	}
+	return nil
 }

@@ -111,3 +111,30 @@ func TestHelpExplainsEveryVerb(t *testing.T) {
 		}
 	}
 }
+
+// --dry-run validates and prints each cell's plan without a Docker engine
+// (the unreachable DOCKER_HOST: a real run exits 2 on it) and so without
+// creating anything; a skipped cell says why.
+func TestRunDryRunPrintsPlansWithoutDocker(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+	code, out, stderr, err := runCLI(t, "run", "../../scenarios/offline-flannel-arm64.yaml", "--dry-run")
+	if code != 0 {
+		t.Fatalf("exit %d: %v\n%s%s", code, err, out, stderr)
+	}
+	for _, want := range []string{
+		"flannel-v0.28.10_k8s-v1.37.2_arm64_qemu",
+		"control plane amd64 (kind node), 1 worker(s) arm64 (QEMU VM); Kubernetes v1.37.2",
+		"kube-flannel.yaml (local file)",
+		"image:    docker.io/cnimatrix/flannel:v0.28.10: pulled through the run's registry",
+		"CNIWorkloadArch",
+		"expect:   pass",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _, err = runCLI(t, "run", "../../scenarios/seed-2019-calico.yaml", "--dry-run")
+	if code != 0 || !strings.Contains(out, "skipped, no cluster: calico v3.1.7 cannot run on Kubernetes v1.37.2") {
+		t.Errorf("skipped cells (exit %d, %v):\n%s", code, err, out)
+	}
+}
