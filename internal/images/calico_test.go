@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"debug/elf"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -139,7 +140,8 @@ func mustConfig(t *testing.T, idx v1.ImageIndex, arch string) (*v1.ConfigFile, v
 }
 
 // imageFiles lists the entries of every layer of img by cleaned path, and
-// keeps the contents of those keep accepts in bodies.
+// keeps the contents of those keep accepts in bodies. It walks each layer
+// with the builders' own walker (walkTarStream).
 func imageFiles(t *testing.T, img v1.Image, keep func(string) bool, bodies map[string][]byte) map[string]*tar.Header {
 	t.Helper()
 	layers, err := img.Layers()
@@ -147,31 +149,25 @@ func imageFiles(t *testing.T, img v1.Image, keep func(string) bool, bodies map[s
 		t.Fatal(err)
 	}
 	out := map[string]*tar.Header{}
-	for _, l := range layers {
+	for i, l := range layers {
 		rc, err := l.Uncompressed()
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr := tar.NewReader(rc)
-		for {
-			h, err := tr.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+		err = walkTarStream(context.Background(), fmt.Sprintf("layer %d", i), rc, func(h *tar.Header, r io.Reader) error {
 			name := ociCleanPath(h.Name)
 			out[name] = h
-			if h.Typeflag == tar.TypeReg && keep(name) {
-				b, err := io.ReadAll(tr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				bodies[filepath.Base(filepath.Dir(name))+"/"+filepath.Base(name)] = b
+			if h.Typeflag != tar.TypeReg || !keep(name) {
+				return nil
 			}
-		}
+			b, err := io.ReadAll(r)
+			bodies[filepath.Base(filepath.Dir(name))+"/"+filepath.Base(name)] = b
+			return err
+		})
 		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	return out
 }
