@@ -7,6 +7,7 @@ package e2e
 import (
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +27,7 @@ import (
 	"github.com/cnimatrix/cnimatrix/internal/logx"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
 	"github.com/cnimatrix/cnimatrix/internal/report"
+	"github.com/cnimatrix/cnimatrix/internal/runner"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
 )
 
@@ -48,11 +50,20 @@ import (
 //	                     --preflight)
 //	ARTIFACTS            artifacts root (default <out>/artifacts)
 var (
-	scenarios []*scenario.Scenario
+	suite     *runner.Suite
 	outDir    string
 	eng       *engine.Engine
 	preflight engine.Preflight
+	// before is what the host had before the suite, read by process 1
+	// before any process creates anything.
+	before hostState
 )
+
+// hostState is what the leftover check compares against.
+type hostState struct {
+	Volumes []string `json:"volumes"`
+	Taps    []string `json:"taps"`
+}
 
 const resultEntry = "cnimatrix-result"
 
@@ -95,34 +106,25 @@ func TestE2E(t *testing.T) {
 			paths += "," + filepath.Join(root, "e2e/testdata/negative-kernel-ipip.yaml")
 		}
 	}
-	cat, err := catalog.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
 	fetchCalicoManifests(t, root)
-	// Specs are generated from the scenarios, so they are loaded before RunSpecs.
+	// Specs are generated from the scenarios, so they are loaded before
+	// RunSpecs, by the same helper as `cnimatrix run` (which refuses two
+	// cells with one ID).
+	var list []string
 	for _, p := range strings.Split(paths, ",") {
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(root, p)
 		}
-		s, err := scenario.Load(p, cat, root)
-		if err != nil {
-			t.Fatalf("scenario: %v", err)
-		}
-		scenarios = append(scenarios, s)
+		list = append(list, p)
 	}
-	// One matrix holds every scenario's cells: two with one ID would
-	// overwrite each other (a scenario's variant keeps its own apart).
-	seen := map[string]string{}
-	for _, s := range scenarios {
-		for _, c := range s.Cells() {
-			if other, dup := seen[c.ID()]; dup {
-				t.Fatalf("cell %s is in scenarios %s and %s: give one a variant", c.ID(), other, s.Name)
-			}
-			seen[c.ID()] = s.Name
-		}
+	if suite, err = runner.Load(list, runner.LoadOptions{RepoRoot: root}); err != nil {
+		t.Fatalf("scenarios: %v", err)
 	}
 	if reusePath != "" {
+		cat, err := catalog.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if reuseScenario, err = scenario.Load(reusePath, cat, root); err != nil {
 			t.Fatalf("scenario: %v", err)
 		}
@@ -131,24 +133,34 @@ func TestE2E(t *testing.T) {
 	if outDir == "" {
 		outDir = filepath.Join(root, "_out", "e2e")
 	}
-	volumesBefore := dockerList(t, "volume", "ls", "-q")
-	tapsBefore := taps(t)
 	RegisterFailHandler(Fail)
 	suiteCfg, reporterCfg := GinkgoConfiguration()
 	if suiteCfg.Timeout < 3*time.Hour {
 		suiteCfg.Timeout = 3 * time.Hour
 	}
-	ok := RunSpecs(t, "cnimatrix e2e", suiteCfg, reporterCfg)
-	if GinkgoParallelProcess() == 1 && !suiteCfg.DryRun {
-		assertMatrixFiles(t, ok)
-		if eng != nil && os.Getenv("CNIMATRIX_KEEP") == "" {
-			assertNothingLeft(t, eng.RunID(), volumesBefore)
-			assertNoVMLeft(t, eng.RunID(), tapsBefore)
-		}
-	}
+	RunSpecs(t, "cnimatrix e2e", suiteCfg, reporterCfg)
 }
 
-var _ = BeforeSuite(func(ctx SpecContext) {
+// Process 1 reads the host's state and builds every image the suite needs
+// (the cache is on disk, shared); every process then starts its own engine
+// (network and registry) and prepares it, which finds the builds cached.
+// Under `ginkgo -p` the specs are spread over the processes; the cells of
+// a scenario that reuses clusters are one Ordered container, so they run
+// in one process, in order, and that process's reuse plan holds.
+var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
+	st := hostState{Volumes: dockerList(GinkgoT(), "volume", "ls", "-q"), Taps: taps(GinkgoT())}
+	startEngine(ctx)
+	b, err := json.Marshal(st)
+	Expect(err).NotTo(HaveOccurred())
+	return b
+}, func(ctx SpecContext, b []byte) {
+	Expect(json.Unmarshal(b, &before)).To(Succeed())
+	if eng == nil {
+		startEngine(ctx)
+	}
+}, NodeTimeout(75*time.Minute))
+
+func startEngine(ctx SpecContext) {
 	log := logx.New(GinkgoWriter, os.Getenv("CNIMATRIX_VERBOSE") != "")
 	var err error
 	eng, err = engine.Start(ctx, engine.Options{
@@ -159,17 +171,41 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		Preflight:    preflight,
 	})
 	Expect(err).NotTo(HaveOccurred(), "start the engine (Docker engine, network, registry)")
-	DeferCleanup(func(ctx SpecContext) {
+	Expect(os.MkdirAll(filepath.Join(outDir, "run-ids"), 0o755)).To(Succeed())
+	Expect(os.WriteFile(filepath.Join(outDir, "run-ids", fmt.Sprint(GinkgoParallelProcess())), []byte(eng.RunID()), 0o644)).To(Succeed())
+	// Prepare's failure is every cell's infra-error (runner.PrepareFailed),
+	// as in `cnimatrix run`: the specs record it, and the suite goes on to
+	// write the matrix.
+	prepareErr = suite.Prepare(ctx, eng)
+	if prepareErr == nil && reuseScenario != nil {
+		prepareErr = eng.Prepare(ctx, reuseScenario)
+	}
+	if prepareErr != nil {
+		GinkgoWriter.Printf("prepare: %v\n", prepareErr)
+	}
+}
+
+var prepareErr error
+
+// Every process closes its engine; then process 1, once all have, checks
+// that no process left a container, network, volume, VM or tap behind.
+var _ = SynchronizedAfterSuite(func(ctx SpecContext) {
+	if eng != nil {
 		Expect(eng.Close(ctx)).To(Succeed())
-	}, NodeTimeout(5*time.Minute))
-	for _, s := range scenarios {
-		Expect(eng.Prepare(ctx, s)).To(Succeed(), "build images for %s", s.Name)
-		eng.PlanReuse(s, s.Cells())
 	}
-	if reuseScenario != nil {
-		Expect(eng.Prepare(ctx, reuseScenario)).To(Succeed(), "build images for %s", reuseScenario.Name)
+}, func(ctx SpecContext) {
+	if os.Getenv("CNIMATRIX_KEEP") != "" {
+		return
 	}
-}, NodeTimeout(75*time.Minute))
+	ids, _ := filepath.Glob(filepath.Join(outDir, "run-ids", "*"))
+	for _, f := range ids {
+		id, err := os.ReadFile(f)
+		Expect(err).NotTo(HaveOccurred())
+		assertNothingLeft(GinkgoT(), string(id), before.Volumes)
+		assertNoVMLeft(GinkgoT(), string(id), before.Taps)
+		_ = os.Remove(f)
+	}
+}, NodeTimeout(10*time.Minute))
 
 func artifactsDir() string {
 	if d := os.Getenv("ARTIFACTS"); d != "" {
@@ -179,39 +215,88 @@ func artifactsDir() string {
 }
 
 var _ = Describe("cnimatrix", func() {
-	for _, s := range scenarios {
-		for _, cell := range s.Cells() {
-			labels := Label("cni:"+cell.CNI, "version:"+cell.CNIVersion, "k8s:"+cell.Kubernetes, "arch:"+cell.Arch, "provider:"+cell.Provider, "scenario:"+s.Name)
-			if cell.UpgradeTo != "" {
-				labels = append(labels, "upgrade-to:"+cell.UpgradeTo)
+	for _, s := range suite.Scenarios {
+		specs := func() {
+			for _, c := range suite.Cells {
+				if c.Scenario == s {
+					cellSpec(c)
+				}
 			}
-			It(cell.ID(), labels, func(ctx SpecContext) {
-				res := eng.RunCell(ctx, s, cell)
-				recordFresh(s, res)
-				b, err := json.Marshal(res)
-				Expect(err).NotTo(HaveOccurred())
-				AddReportEntry(resultEntry, string(b), ReportEntryVisibilityNever)
-				GinkgoWriter.Printf("%s: %s %s %s\n", cell.ID(), res.Outcome, res.RootCause, res.Reason)
-				Expect(engine.CheckExpectation(s.ExpectFor(cell), res)).To(Succeed())
-				assertRealCalico(s, res)
-			}, SpecTimeout(40*time.Minute))
+		}
+		if s.ReuseClusters {
+			Describe(s.Name, Ordered, specs)
+		} else {
+			Describe(s.Name, specs)
 		}
 	}
 	reuseSpec()
 })
 
+// cellSpec is one cell's spec: run it, attach its result to the report (the
+// matrix is written from there), and assert what it must show.
+func cellSpec(c runner.Cell) {
+	cell, s := c.Cell, c.Scenario
+	labels := Label("cni:"+cell.CNI, "version:"+cell.CNIVersion, "k8s:"+cell.Kubernetes, "arch:"+cell.Arch, "provider:"+cell.Provider, "scenario:"+s.Name)
+	if cell.UpgradeTo != "" {
+		labels = append(labels, "upgrade-to:"+cell.UpgradeTo)
+	}
+	It(cell.ID(), labels, func(ctx SpecContext) {
+		var res matrix.Result
+		if prepareErr != nil {
+			res = runner.PrepareFailed(cell, prepareErr)
+		} else {
+			res = eng.RunCell(ctx, s, cell)
+		}
+		recordFresh(s, res)
+		b, err := json.Marshal(res)
+		Expect(err).NotTo(HaveOccurred())
+		AddReportEntry(resultEntry, string(b), ReportEntryVisibilityNever)
+		GinkgoWriter.Printf("%s: %s %s %s\n", cell.ID(), res.Outcome, res.RootCause, res.Reason)
+		Expect(engine.CheckExpectation(c.Expect(), res)).To(Succeed())
+		assertCell(GinkgoT(), s, res)
+		assertRealCalico(s, res)
+	}, SpecTimeout(40*time.Minute))
+}
+
+// assertCell checks what a cell's result must show beyond its outcome.
+func assertCell(t tb, s *scenario.Scenario, r matrix.Result) {
+	t.Helper()
+	if r.Outcome == matrix.Pass {
+		for _, want := range []string{"images", "cluster", "cni-install", "cni-ready", "teardown"} {
+			if !hasPhase(r, want) && !(want == "teardown" && os.Getenv("CNIMATRIX_KEEP") != "") {
+				t.Errorf("cell %s passed without phase %s", r.ID, want)
+			}
+		}
+		assertArchProof(t, r)
+	}
+	if r.Outcome == matrix.Fail {
+		assertArtifacts(t, r)
+	}
+	if r.UpgradeTo != "" {
+		assertUpgrade(t, r)
+	}
+	if s.Soak.Duration > 0 && r.Outcome == matrix.Pass {
+		assertSoak(t, r, s.Soak)
+	}
+}
+
+// tb is what the assertions need of GinkgoT().
+type tb interface {
+	Helper()
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+}
+
 // The matrix is written from the aggregated report, so it is complete also
 // when specs ran in parallel processes; a cell whose spec did not record a
 // result stays unknown, and one filtered out is skipped with that reason.
+// The files written are then read back and checked.
 var _ = ReportAfterSuite("matrix", func(r Report) {
-	var cells []matrix.Cell
-	var names []string
-	for _, s := range scenarios {
-		cells = append(cells, s.Cells()...)
-		names = append(names, s.Name)
+	if r.SuiteConfig.DryRun {
+		return
 	}
-	m := matrix.New(strings.Join(names, "+"), cells)
-	m.Host = engine.HostInfo("e2e")
+	m := suite.Matrix(engine.HostInfo("e2e"))
 	for _, sr := range r.SpecReports {
 		if sr.LeafNodeType != types.NodeTypeIt {
 			continue
@@ -228,9 +313,9 @@ var _ = ReportAfterSuite("matrix", func(r Report) {
 			}
 		}
 		if !recorded && sr.State.Is(types.SpecStateSkipped|types.SpecStatePending) {
-			for _, c := range cells {
+			for _, c := range suite.Cells {
 				if c.ID() == sr.LeafNodeText {
-					m.Record(matrix.Result{Cell: c, Outcome: matrix.Skipped, Reason: "not selected (label filter or focus)"})
+					m.Record(matrix.Result{Cell: c.Cell, Outcome: matrix.Skipped, Reason: "not selected (label filter or focus)"})
 				}
 			}
 		}
@@ -238,11 +323,12 @@ var _ = ReportAfterSuite("matrix", func(r Report) {
 	files, err := report.WriteAll(outDir, m)
 	Expect(err).NotTo(HaveOccurred())
 	GinkgoWriter.Printf("%s\nmatrix: %s %s %s\n", m.Summary(), files.JSON, files.Markdown, files.JUnit)
+	assertMatrixFiles(GinkgoT())
 })
 
-// assertMatrixFiles checks what the suite wrote: the three files exist,
-// parse, and hold one entry per expected cell with its expected outcome.
-func assertMatrixFiles(t *testing.T, suiteOK bool) {
+// assertMatrixFiles checks what the suite wrote: the files exist, parse,
+// and hold one entry per cell with its expected outcome.
+func assertMatrixFiles(t tb) {
 	t.Helper()
 	m, err := matrix.ReadJSON(filepath.Join(outDir, "matrix.json"))
 	if err != nil {
@@ -267,54 +353,30 @@ func assertMatrixFiles(t *testing.T, suiteOK bool) {
 	if err := xml.Unmarshal(x, &junit); err != nil {
 		t.Fatalf("matrix.xml does not parse: %v", err)
 	}
-	for _, s := range scenarios {
-		for _, c := range s.Cells() {
-			r, ok := m.Get(c.ID())
-			if !ok {
-				t.Errorf("matrix.json has no cell %s", c.ID())
-				continue
-			}
-			if r.Outcome == matrix.Skipped && strings.HasPrefix(r.Reason, "not selected") {
-				continue
-			}
-			if err := engine.CheckExpectation(s.ExpectFor(r.Cell), r); err != nil {
-				t.Errorf("matrix.json: %v", err)
-			}
-			if r.Outcome == matrix.Pass {
-				for _, want := range []string{"images", "cluster", "cni-install", "cni-ready", "teardown"} {
-					if !hasPhase(r, want) && !(want == "teardown" && os.Getenv("CNIMATRIX_KEEP") != "") {
-						t.Errorf("cell %s passed without phase %s", c.ID(), want)
-					}
-				}
-			}
-			if r.Outcome == matrix.Fail {
-				assertArtifacts(t, r)
-			}
-			if r.Outcome == matrix.Pass {
-				assertArchProof(t, r)
-			}
-			if c.UpgradeTo != "" {
-				assertUpgrade(t, r)
-			}
-			if s.Soak.Duration > 0 && r.Outcome == matrix.Pass {
-				assertSoak(t, r, s.Soak)
-			}
-			if !strings.Contains(string(md), c.ID()) {
-				t.Errorf("matrix.md does not mention %s", c.ID())
-			}
-			found := false
-			for _, su := range junit.Suites {
-				if su.Name == c.ID() && len(su.Cases) > 0 {
-					found = true
-				}
-			}
-			if !found {
-				t.Errorf("matrix.xml has no testsuite with testcases for %s", c.ID())
+	for _, c := range suite.Cells {
+		r, ok := m.Get(c.ID())
+		if !ok {
+			t.Errorf("matrix.json has no cell %s", c.ID())
+			continue
+		}
+		if r.Outcome == matrix.Skipped && strings.HasPrefix(r.Reason, "not selected") {
+			continue
+		}
+		if err := engine.CheckExpectation(c.Expect(), r); err != nil {
+			t.Errorf("matrix.json: %v", err)
+		}
+		if !strings.Contains(string(md), c.ID()) {
+			t.Errorf("matrix.md does not mention %s", c.ID())
+		}
+		found := false
+		for _, su := range junit.Suites {
+			if su.Name == c.ID() && len(su.Cases) > 0 {
+				found = true
 			}
 		}
-	}
-	if !suiteOK {
-		t.Log("the suite failed; see the spec failures above")
+		if !found {
+			t.Errorf("matrix.xml has no testsuite with testcases for %s", c.ID())
+		}
 	}
 }
 
@@ -328,7 +390,7 @@ func hasPhase(r matrix.Result, name string) bool {
 }
 
 // assertArtifacts checks a failed cell left a debugging folder without secrets.
-func assertArtifacts(t *testing.T, r matrix.Result) {
+func assertArtifacts(t tb, r matrix.Result) {
 	t.Helper()
 	if r.Artifacts == "" {
 		t.Errorf("failed cell %s has no artifacts folder", r.ID)
@@ -367,7 +429,7 @@ func assertArtifacts(t *testing.T, r matrix.Result) {
 // assertArchProof checks that a passing cell proved its nodes' arch: the
 // NodeArch check on every node and, for VM cells, the fidelity tier and
 // the provider's proof that x86-64 binaries do not run on the VM.
-func assertArchProof(t *testing.T, r matrix.Result) {
+func assertArchProof(t tb, r matrix.Result) {
 	t.Helper()
 	var arch *matrix.Phase
 	for i := range r.Phases {
@@ -414,7 +476,7 @@ func assertArchProof(t *testing.T, r matrix.Result) {
 // assertUpgrade: an upgrade-path cell that got as far as the upgrade
 // recorded the probing of its window, with requests made; a passing one
 // replaced CNI pods, ran the checks again and lost no request.
-func assertUpgrade(t *testing.T, r matrix.Result) {
+func assertUpgrade(t tb, r matrix.Result) {
 	t.Helper()
 	if !hasPhase(r, engine.PhaseUpgrade+" cni-install") {
 		return // failed before the upgrade; its expectation says why
@@ -451,7 +513,7 @@ func assertUpgrade(t *testing.T, r matrix.Result) {
 
 // assertSoak: a passing cell of a scenario with a soak probed for the whole
 // duration at about the interval.
-func assertSoak(t *testing.T, r matrix.Result, sk scenario.Soak) {
+func assertSoak(t tb, r matrix.Result, sk scenario.Soak) {
 	t.Helper()
 	p, ok := phase(r, engine.PhaseSoak)
 	if !ok || len(p.Evidence) == 0 {

@@ -7,11 +7,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"testing"
 )
 
 // dockerList runs `docker <args>` and returns its output's fields.
-func dockerList(t *testing.T, args ...string) []string {
+func dockerList(t tb, args ...string) []string {
 	t.Helper()
 	out, err := exec.Command("docker", args...).CombinedOutput()
 	if err != nil {
@@ -22,7 +21,7 @@ func dockerList(t *testing.T, args ...string) []string {
 
 // assertNothingLeft fails when a container or network of this run, or a
 // volume that did not exist before the suite, is still there.
-func assertNothingLeft(t *testing.T, runID string, volumesBefore []string) {
+func assertNothingLeft(t tb, runID string, volumesBefore []string) {
 	t.Helper()
 	for _, c := range dockerList(t, "ps", "-a", "--format", "{{.Names}}") {
 		if strings.Contains(c, runID) {
@@ -42,11 +41,11 @@ func assertNothingLeft(t *testing.T, runID string, volumesBefore []string) {
 }
 
 // taps lists the network devices cnimatrix's QEMU provider names (cmx...).
-func taps(t *testing.T) []string {
+func taps(t tb) []string {
 	t.Helper()
 	ifs, err := net.Interfaces()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	var out []string
 	for _, i := range ifs {
@@ -59,7 +58,7 @@ func taps(t *testing.T) []string {
 
 // assertNoVMLeft fails when a QEMU process of this run or a tap device
 // that did not exist before the suite is still there.
-func assertNoVMLeft(t *testing.T, runID string, tapsBefore []string) {
+func assertNoVMLeft(t tb, runID string, tapsBefore []string) {
 	t.Helper()
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {

@@ -63,6 +63,43 @@ func NewProvider(log *logx.Logger, cache *images.Cache, kp *kindprov.Provider) *
 // Name implements cluster.Provider.
 func (p *Provider) Name() string { return "qemu" }
 
+// Layout implements cluster.Provider: on a host of another arch, a native
+// kind control plane and count-1 VM workers of arch (an all-VM cluster is
+// not made yet); on an arm64 host, a uniform layout.
+func (p *Provider) Layout(arch string, count int) []cluster.NodeSpec {
+	out := cluster.UniformLayout(arch, count)
+	if arch == Arch && runtime.GOARCH != Arch {
+		out[0].Arch = runtime.GOARCH
+	}
+	return out
+}
+
+// NodeKind implements cluster.Provider.
+func (p *Provider) NodeKind(n cluster.NodeSpec) string {
+	if n.Arch == Arch && n.Role == cluster.Worker {
+		return "QEMU VM"
+	}
+	return "kind node"
+}
+
+// PrepareNodes implements cluster.NodePreparer: the node disk for spec's
+// Kubernetes version with spec.Preload in it, built once per content
+// (Create uses the same).
+func (p *Provider) PrepareNodes(ctx context.Context, spec cluster.Spec) (string, error) {
+	disk, err := p.Disk(ctx, spec)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s node disk: kernel %s, Kubernetes %s, preloaded %s", Arch, disk.KernelVersion, disk.KubeVersion, strings.Join(disk.Images, ", ")), nil
+}
+
+// Disk is the one place the provider's node disk is built (BuildDisk
+// caches it by content): for PrepareNodes, Create and `cnimatrix images
+// build --qemu`.
+func (p *Provider) Disk(ctx context.Context, spec cluster.Spec) (*Disk, error) {
+	return BuildDisk(ctx, p.cache, spec.KubernetesVersion, DiskOptions{Preload: spec.Preload})
+}
+
 // Emulated reports whether VMs run under TCG (no KVM for arm64 here).
 func Emulated() bool { return accelArgs()[2] != "-enable-kvm" }
 
@@ -98,7 +135,7 @@ func (p *Provider) Create(ctx context.Context, spec cluster.Spec) (_ *cluster.Cl
 	done := p.log.Phase(fmt.Sprintf("create cluster %s (%d kind node(s) + %d %s VM(s))", spec.Name, len(kindNodes), len(vmSpecs), Arch))
 	defer func() { done(err) }()
 
-	disk, err := BuildDisk(ctx, p.cache, spec.KubernetesVersion, DiskOptions{Preload: spec.Preload})
+	disk, err := p.Disk(ctx, spec)
 	if err != nil {
 		return nil, err
 	}

@@ -10,10 +10,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cnimatrix/cnimatrix/internal/catalog"
+	"github.com/cnimatrix/cnimatrix/internal/cluster"
 	"github.com/cnimatrix/cnimatrix/internal/engine"
 	"github.com/cnimatrix/cnimatrix/internal/images"
 	"github.com/cnimatrix/cnimatrix/internal/logx"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
+	"github.com/cnimatrix/cnimatrix/qemu"
 )
 
 func newImagesCmd(g *globalFlags) *cobra.Command {
@@ -88,8 +90,9 @@ Everything is cached by content; a second run with nothing changed takes seconds
 				if err != nil {
 					return err
 				}
+				vms := qemu.NewProvider(log, cache, nil)
 				for _, v := range k8s {
-					d, err := engine.Disk(ctx, cache, v, pre)
+					d, err := vms.Disk(ctx, cluster.Spec{KubernetesVersion: v, Preload: pre})
 					if err != nil {
 						return err
 					}

@@ -6,35 +6,31 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"sync"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cnimatrix/cnimatrix/internal/artifacts"
-	"github.com/cnimatrix/cnimatrix/internal/catalog"
 	"github.com/cnimatrix/cnimatrix/internal/engine"
 	"github.com/cnimatrix/cnimatrix/internal/images"
 	"github.com/cnimatrix/cnimatrix/internal/logx"
-	"github.com/cnimatrix/cnimatrix/internal/matrix"
 	"github.com/cnimatrix/cnimatrix/internal/report"
-	"github.com/cnimatrix/cnimatrix/internal/scenario"
+	"github.com/cnimatrix/cnimatrix/internal/runner"
 )
 
-func loadScenario(path string) (*scenario.Scenario, error) {
-	cat, err := catalog.Load()
-	if err != nil {
-		return nil, err
-	}
+// loadSuite loads the scenarios at paths with the run helper: a scenario
+// error (file and line), two cells with one ID or a bad filter is bad input.
+func loadSuite(paths, filters []string, forPlan bool) (*runner.Suite, error) {
 	root, err := images.RepoRoot()
 	if err != nil {
 		return nil, fmt.Errorf("find the cnimatrix checkout (fixtures live there): %w", err)
 	}
-	s, err := scenario.Load(path, cat, root)
+	suite, err := runner.Load(paths, runner.LoadOptions{RepoRoot: root, Filters: filters, ForPlan: forPlan})
 	if err != nil {
 		return nil, usageError{err}
 	}
-	return s, nil
+	return suite, nil
 }
 
 func newRunCmd(g *globalFlags) *cobra.Command {
@@ -49,7 +45,7 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 		soakMin           float64
 	)
 	cmd := &cobra.Command{
-		Use:   "run SCENARIO.yaml",
+		Use:   "run SCENARIO.yaml...",
 		Short: "Run a scenario's cells on real clusters and write the matrix",
 		Long: `Run expands the scenario into cells (CNI version x Kubernetes version x arch x
 provider), builds the images it needs (cached), and for each cell creates a
@@ -94,23 +90,19 @@ cluster; it does not go with --keep.`,
   cnimatrix run scenarios/offline-flannel-k8s-versions.yaml --reuse-clusters
   cnimatrix run scenarios/offline-flannel.yaml --soak 10h --soak-interval 5s --soak-min-availability 99.9`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usageError{fmt.Errorf("run takes one scenario file, got %d arguments", len(args))}
+			if len(args) == 0 {
+				return usageError{fmt.Errorf("run takes one or more scenario files, got none")}
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			s, err := loadScenario(args[0])
+			suite, err := loadSuite(args, filters, dryRun)
 			if err != nil {
 				return err
 			}
-			cells, err := engine.FilterCells(s.Cells(), filters)
-			if err != nil {
-				return usageError{err}
-			}
-			if len(cells) == 0 {
-				return badInput("no cell of %s matches the filters %v", args[0], filters)
+			if len(suite.Cells) == 0 {
+				return badInput("no cell of %s matches the filters %v", strings.Join(args, ", "), filters)
 			}
 			if parallel < 1 {
 				return badInput("--parallel must be at least 1")
@@ -129,10 +121,10 @@ cluster; it does not go with --keep.`,
 				return badInput("--%v", err)
 			}
 			if dryRun {
-				return printPlans(cmd.OutOrStdout(), s, cells)
+				return printPlans(cmd.OutOrStdout(), suite)
 			}
 			log := logx.Stderr(g.verbose)
-			log.Infof("scenario %s: %d cells", s.Name, len(cells))
+			log.Infof("scenario %s: %d cells", suite.Name(), len(suite.Cells))
 			eng, err := engine.Start(ctx, engine.Options{
 				Log: log, CacheDir: g.cacheDir, Keep: keep,
 				ArtifactsDir: artifacts.Dir(artifactsDir),
@@ -157,45 +149,15 @@ cluster; it does not go with --keep.`,
 					log.Infof("cleanup: %v", err)
 				}
 			}()
-			eng.PlanReuse(s, cells)
-			m := matrix.New(s.Name, cells)
-			m.Host = engine.HostInfo(version)
-			if err := eng.Prepare(ctx, s); err != nil {
-				for _, c := range cells {
-					m.Record(matrix.Result{Cell: c, Outcome: matrix.InfraError, Reason: "images: " + err.Error(), Start: time.Now().UTC(),
-						Phases: []matrix.Phase{{Name: "images", Outcome: matrix.InfraError, Error: err.Error(), Start: time.Now().UTC(), Infra: true}}})
-				}
-			} else {
-				var mu sync.Mutex
-				sem := make(chan struct{}, parallel)
-				var wg sync.WaitGroup
-				for _, c := range cells {
-					wg.Add(1)
-					sem <- struct{}{}
-					go func() {
-						defer wg.Done()
-						defer func() { <-sem }()
-						r := eng.RunCell(ctx, s, c)
-						mu.Lock()
-						m.Record(r)
-						mu.Unlock()
-					}()
-				}
-				wg.Wait()
-			}
+			m := suite.Matrix(engine.HostInfo(version))
+			suite.Run(ctx, eng, m, parallel, suite.Prepare(ctx, eng))
 			files, err := report.WriteAll(out, m)
 			if err != nil {
 				return err
 			}
 			log.Infof("%s", m.Summary())
 			log.Infof("matrix: %s, %s, %s, %s", files.JSON, files.Markdown, files.JUnit, files.HTML)
-			var bad []error
-			for _, r := range m.Results {
-				if err := engine.CheckExpectation(s.ExpectFor(r.Cell), r); err != nil {
-					bad = append(bad, err)
-				}
-			}
-			if len(bad) > 0 {
+			if bad := suite.Unexpected(m); len(bad) > 0 {
 				return failedError{fmt.Sprintf("%d of %d cells not as expected:\n%v", len(bad), len(m.Results), errors.Join(bad...))}
 			}
 			return nil
@@ -216,20 +178,24 @@ cluster; it does not go with --keep.`,
 }
 
 // printPlans prints every cell's plan; a cell whose manifest cannot be
-// configured is bad input.
-func printPlans(w io.Writer, s *scenario.Scenario, cells []matrix.Cell) error {
-	fmt.Fprintf(w, "scenario %s: %d cells (dry run: nothing is created)\n\n", s.Name, len(cells))
-	var errs []error
-	for _, c := range cells {
-		p, err := engine.Plan(s, c)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", c.ID(), err))
-			continue
-		}
+// configured is bad input. A cell whose downloaded manifest is not pinned
+// or cached yet is printed as such: the scenario is valid, and the plan
+// says what to do before a run.
+func printPlans(w io.Writer, suite *runner.Suite) error {
+	fmt.Fprintf(w, "scenario %s: %d cells (dry run: nothing is created)\n\n", suite.Name(), len(suite.Cells))
+	plans, err := suite.Plans()
+	blocked := 0
+	for _, p := range plans {
 		fmt.Fprintln(w, p.String())
+		if p.Blocked != "" {
+			blocked++
+		}
 	}
-	if len(errs) > 0 {
-		return usageError{errors.Join(errs...)}
+	if blocked > 0 {
+		fmt.Fprintf(w, "%d of %d cells cannot run until their manifests are pinned and cached (each says how); a run of this scenario is refused until then\n", blocked, len(suite.Cells))
+	}
+	if err != nil {
+		return usageError{err}
 	}
 	return nil
 }

@@ -39,16 +39,27 @@ type Evidence struct {
 
 // Result is the outcome of one check.
 type Result struct {
-	Name     string
-	OK       bool
-	Err      string // why it failed; "skipped: ..." when it could not run
+	Name string
+	OK   bool
+	Err  string // why it failed; "skipped: ..." when it could not run
+	// Skip is why the check could not run (a dependency failed, the
+	// cluster has one node); "" when it ran.
+	Skip string
+	// Cause is the failure's root cause when the check knows it (a
+	// diagnose class, e.g. arch-not-exercised).
+	Cause    string
 	Evidence []Evidence
 	Duration time.Duration
 }
 
 // Skipped reports whether the check did not run because something it needs
 // (a dependency, a second node) was missing.
-func (r Result) Skipped() bool { return strings.HasPrefix(r.Err, skippedPrefix) }
+func (r Result) Skipped() bool { return r.Skip != "" }
+
+// skipped is a Result for a check that did not run, and why.
+func skipped(name, why string, ev []Evidence) Result {
+	return Result{Name: name, Skip: why, Err: skippedPrefix + why, Evidence: ev}
+}
 
 const skippedPrefix = "skipped: "
 
@@ -210,13 +221,13 @@ func Run(ctx context.Context, env *Env, checks []Check) []Result {
 		}
 		if dep := firstFailed(deps, failed); dep != "" {
 			failed[name] = true
-			results = append(results, Result{Name: name, Err: skippedPrefix + dep + " failed"})
+			results = append(results, skipped(name, dep+" failed", nil))
 			env.Log.Infof("- %s %s%s failed", name, skippedPrefix, dep)
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			failed[name] = true
-			results = append(results, Result{Name: name, Err: skippedPrefix + err.Error()})
+			results = append(results, skipped(name, err.Error(), nil))
 			continue
 		}
 		end := env.Log.Phase("check " + name)
@@ -225,6 +236,8 @@ func Run(ctx context.Context, env *Env, checks []Check) []Result {
 		r.Name, r.Duration = name, time.Since(t0)
 		var rerr error
 		if !r.OK {
+			// A check that could not run is not a pass either: what
+			// depends on it is skipped.
 			failed[name] = true
 			rerr = fmt.Errorf("%s", r.Err)
 		}
@@ -253,7 +266,7 @@ func fail(ev []Evidence, format string, args ...any) Result {
 
 // skip is a Result for a check that cannot apply to this cluster.
 func skip(ev []Evidence, format string, args ...any) Result {
-	return Result{Err: skippedPrefix + fmt.Sprintf(format, args...), Evidence: ev}
+	return skipped("", fmt.Sprintf(format, args...), ev)
 }
 
 // summarize turns per-target evidence into a Result: OK when every piece is.

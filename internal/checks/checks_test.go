@@ -141,7 +141,7 @@ func TestEvidenceString(t *testing.T) {
 	if r.String() != want {
 		t.Errorf("\n got %s\nwant %s", r, want)
 	}
-	if s := (Result{Name: "X", Err: "skipped: Workloads failed"}).String(); !strings.HasPrefix(s, "SKIP X") {
+	if s := skipped("X", "Workloads failed", nil).String(); !strings.HasPrefix(s, "SKIP X") || !strings.Contains(s, "skipped: Workloads failed") {
 		t.Errorf("skip string %q", s)
 	}
 }

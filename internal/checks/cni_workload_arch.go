@@ -98,7 +98,9 @@ func (c CNIWorkloadArch) Run(ctx context.Context, env *Env) Result {
 		}
 	}
 	if len(problems) > 0 {
-		return fail(ev, "%s: %s", ArchNotExercised, strings.Join(problems, "; "))
+		r := fail(ev, "%s: %s", ArchNotExercised, strings.Join(problems, "; "))
+		r.Cause = ArchNotExercised
+		return r
 	}
 	return Result{OK: true, Evidence: ev}
 }

@@ -130,4 +130,30 @@ type Provider interface {
 	Delete(ctx context.Context, name string) error
 	// List returns the names of clusters of this provider that cnimatrix created.
 	List(ctx context.Context) ([]string, error)
+	// Layout is the nodes this provider makes for a cell of arch with
+	// count nodes, control plane first: what a mixed cluster is (an amd64
+	// control plane beside arm64 VM workers) is the provider's to say.
+	Layout(arch string, count int) []NodeSpec
+	// NodeKind says what a node of the layout is ("kind node", "QEMU VM").
+	NodeKind(n NodeSpec) string
+}
+
+// NodePreparer is a provider whose nodes boot from something built per
+// Kubernetes version and image set (QEMU: the node disk, with the images
+// preloaded). The engine's images step calls it, so a cold build is counted
+// there and not as cluster time; Create finds it built.
+type NodePreparer interface {
+	// PrepareNodes builds (or finds cached) what spec's nodes boot from and
+	// says what it is.
+	PrepareNodes(ctx context.Context, spec Spec) (detail string, err error)
+}
+
+// UniformLayout is a layout of count nodes of one arch, control plane
+// first.
+func UniformLayout(arch string, count int) []NodeSpec {
+	out := []NodeSpec{{Role: ControlPlane, Arch: arch}}
+	for i := 1; i < count; i++ {
+		out = append(out, NodeSpec{Role: Worker, Arch: arch})
+	}
+	return out
 }

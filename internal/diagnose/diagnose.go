@@ -28,13 +28,16 @@ const (
 
 // PreflightPhase is the phase in which the engine audits a cell's images
 // for its arch before creating a cluster. Its evidence has Check
-// PreflightPhase, the image as Target and a Detail that starts with the
-// finding's kind ("no-variant: ...", "mislabeled: ..."); it is not OK unless
-// the kind is ok.
+// PreflightPhase, the image as Target and the finding's kind as Finding
+// (no-variant, mislabeled, ...); it is not OK unless the kind is ok.
 const PreflightPhase = "preflight"
 
 // RootCause classifies the first phase that did not pass. It returns "" for
-// a passing result.
+// a passing result. A phase whose step knew the cause (Phase.Cause: a
+// kernel without the tunnel's module, an image audit's arch findings, a
+// CNI workload that never ran on the arch) has it; the others are
+// classified from what the runtime reported (pod states, events, probe
+// errors), which Kubernetes and the nodes give as text.
 //
 // A failure whose text names an image that the preflight audit found
 // without a variant for the cell's arch (or holding binaries of another
@@ -45,6 +48,9 @@ func RootCause(r matrix.Result) string {
 	for _, p := range r.Phases {
 		if p.Outcome == matrix.Pass || p.Outcome == matrix.Skipped {
 			continue
+		}
+		if p.Cause != "" {
+			return p.Cause
 		}
 		text := p.Error
 		for _, e := range p.Evidence {
@@ -95,13 +101,11 @@ func archFindings(r matrix.Result) []archFinding {
 			continue
 		}
 		for _, e := range p.Evidence {
-			if e.OK || e.Check != PreflightPhase || e.Target == "" {
+			if e.OK || e.Target == "" {
 				continue
 			}
-			for _, k := range []archaudit.Kind{archaudit.NoVariant, archaudit.Mislabeled} {
-				if strings.HasPrefix(e.Detail, string(k)+":") {
-					out = append(out, archFinding{image: e.Target, kind: k})
-				}
+			if k := archaudit.Kind(e.Finding); k == archaudit.NoVariant || k == archaudit.Mislabeled {
+				out = append(out, archFinding{image: e.Target, kind: k})
 			}
 		}
 	}

@@ -37,7 +37,7 @@ func preflight(outcome matrix.Outcome, errText string, ev ...matrix.Evidence) ma
 
 func finding(image, kind string) matrix.Evidence {
 	return matrix.Evidence{Check: PreflightPhase, Source: "linux/arm64", Target: image, OK: kind == "ok",
-		Detail: kind + ": DaemonSet kube-flannel/kube-flannel-ds init container flexvol-driver: ..."}
+		Detail: kind + ": DaemonSet kube-flannel/kube-flannel-ds init container flexvol-driver: ...", Finding: kind}
 }
 
 // The preflight's findings back (or decide) the root cause.

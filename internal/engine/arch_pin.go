@@ -7,7 +7,6 @@ import (
 
 	"github.com/cnimatrix/cnimatrix/internal/calico"
 	"github.com/cnimatrix/cnimatrix/internal/install"
-	"github.com/cnimatrix/cnimatrix/internal/matrix"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
 )
 
@@ -48,14 +47,10 @@ func pinToArch(objs []*unstructured.Unstructured, arch string) ([]string, error)
 	return pinned, nil
 }
 
-// mixedCluster: the cell's nodes are of its arch, its control plane of
-// another (an amd64 kind control plane beside arm64 VM workers).
-func mixedCluster(cell matrix.Cell) bool { return controlPlaneArch(cell) != cell.Arch }
-
 // cniWorkloads are the workloads the CNI's install runs: the DaemonSets and
 // Deployments it applied and, for an operator install, what the operator
 // deploys.
-func cniWorkloads(applied [][]*unstructured.Unstructured, s *scenario.Scenario) []install.Workload {
+func cniWorkloads(applied [][]*unstructured.Unstructured, cni *scenario.CNISpec) []install.Workload {
 	var out []install.Workload
 	seen := map[install.Workload]bool{}
 	add := func(ws []install.Workload) {
@@ -69,7 +64,7 @@ func cniWorkloads(applied [][]*unstructured.Unstructured, s *scenario.Scenario) 
 	for _, objs := range applied {
 		add(install.Workloads(objs))
 	}
-	if operatorInstall(s) {
+	if operatorInstall(cni) {
 		add(calico.OperatorWorkloads())
 	}
 	return out

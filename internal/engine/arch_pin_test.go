@@ -52,8 +52,16 @@ func TestPinToArch(t *testing.T) {
 	if _, err := pinToArch(objs, "amd64"); err == nil || !strings.Contains(err.Error(), "selects kubernetes.io/arch=arm64") {
 		t.Errorf("conflicting selector: %v", err)
 	}
-	if !mixedCluster(matrix.Cell{Arch: "arm64", Provider: "qemu"}) || mixedCluster(matrix.Cell{Arch: "amd64", Provider: "kind"}) {
-		t.Error("mixedCluster")
+	provs := dryRunProviders()
+	mixed := func(arch, provider string) bool {
+		prov, err := providerByName(provider, provs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return (&CellPlan{Cell: matrix.Cell{Arch: arch, Provider: provider}, Layout: prov.Layout(arch, 2)}).mixed()
+	}
+	if !mixed("arm64", "qemu") || mixed("amd64", "kind") {
+		t.Error("mixed: an arm64 qemu cell on this amd64 host has an amd64 control plane; a kind cell does not")
 	}
 }
 
@@ -66,5 +74,10 @@ func TestRootCauseArchNotExercised(t *testing.T) {
 	}}
 	if got := diagnose.RootCause(r); got != diagnose.ArchNotExercised {
 		t.Errorf("root cause %q", got)
+	}
+	// The check's typed cause is read before any text.
+	typed := matrix.Result{Phases: []matrix.Phase{{Name: "check:CNIWorkloadArch", Outcome: matrix.Fail, Error: "timed out", Cause: diagnose.ArchNotExercised}}}
+	if got := diagnose.RootCause(typed); got != diagnose.ArchNotExercised {
+		t.Errorf("typed cause: root cause %q", got)
 	}
 }

@@ -16,12 +16,13 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/cnimatrix/cnimatrix/internal/cluster"
 	kindprov "github.com/cnimatrix/cnimatrix/internal/cluster/kind"
 	"github.com/cnimatrix/cnimatrix/internal/images"
 	"github.com/cnimatrix/cnimatrix/internal/logx"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
-	"github.com/cnimatrix/cnimatrix/internal/scenario"
 	"github.com/cnimatrix/cnimatrix/qemu"
 )
 
@@ -74,8 +75,12 @@ type Engine struct {
 
 	stopRegistry context.CancelFunc
 
-	mu         sync.Mutex
-	nodeImages map[string]string // k8s version -> node image
+	// builds runs each shared build once, whichever cells ask for it at
+	// the same time; two cells needing different images build in parallel.
+	builds singleflight.Group
+
+	mu         sync.Mutex        // guards the maps below, never held across a build
+	nodeImages map[string]string // k8s version/arch -> node image
 	pushed     map[string]bool   // image refs in the registry
 	pool       map[string][]*pooled
 	remaining  map[string]int // pool key -> planned cells not started yet
@@ -173,25 +178,23 @@ func (e *Engine) cellWorkDir(c matrix.Cell) string {
 	return filepath.Join(e.opts.WorkDir, e.ClusterName(c))
 }
 
-// provider returns the cluster provider a cell names.
-func (e *Engine) provider(name string) (cluster.Provider, error) {
-	switch name {
-	case "kind":
-		return e.kind, nil
-	case "qemu":
-		return e.qemu, nil
-	}
-	return nil, fmt.Errorf("unknown provider %q", name)
+// providers are the run's cluster providers by the names scenarios use.
+func (e *Engine) providers() []cluster.Provider { return []cluster.Provider{e.kind, e.qemu} }
+
+// dryRunProviders are providers that only lay out nodes: a plan needs
+// nothing else of them.
+func dryRunProviders() []cluster.Provider {
+	k := kindprov.New(nil)
+	return []cluster.Provider{k, qemu.NewProvider(nil, nil, k)}
 }
 
-// controlPlaneArch is the arch of a cell's control plane: a qemu cell on a
-// host of another arch is a mixed cluster whose control plane is native.
-func controlPlaneArch(c matrix.Cell) string {
-	if c.Provider == "qemu" {
-		return scenario.HostArch()
+func providerByName(name string, provs []cluster.Provider) (cluster.Provider, error) {
+	var names []string
+	for _, p := range provs {
+		if p.Name() == name {
+			return p, nil
+		}
+		names = append(names, p.Name())
 	}
-	return c.Arch
+	return nil, fmt.Errorf("unknown provider %q (known: %s)", name, strings.Join(names, ", "))
 }
-
-// since is a small helper for phase timing.
-func since(t time.Time) float64 { return float64(time.Since(t)) / float64(time.Millisecond) }

@@ -10,7 +10,13 @@ import (
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
 )
 
-func ph(name string, o matrix.Outcome) matrix.Phase { return matrix.Phase{Name: name, Outcome: o} }
+func ph(name string, o matrix.Outcome) matrix.Phase {
+	p := matrix.Phase{Name: name, Step: name, Outcome: o}
+	if strings.HasPrefix(name, "check:") {
+		p.Step = StepChecks
+	}
+	return p
+}
 
 func TestVerdictPassOnlyWhenEveryCheckRanAndPassed(t *testing.T) {
 	cases := []struct {
@@ -24,9 +30,16 @@ func TestVerdictPassOnlyWhenEveryCheckRanAndPassed(t *testing.T) {
 		{[]matrix.Phase{ph("cluster", matrix.Pass), ph("check:a", matrix.Pass), ph("check:b", matrix.Fail)}, matrix.Fail},
 		{[]matrix.Phase{ph("cluster", matrix.Pass), ph("check:a", matrix.Pass), ph("teardown", matrix.InfraError)}, matrix.Pass},
 		{[]matrix.Phase{ph("cluster", matrix.Pass), ph("check:a", matrix.Unknown)}, matrix.Unknown},
+		// A check that could not run: skipped, and the cell is not a pass.
+		{[]matrix.Phase{ph("cluster", matrix.Pass), ph("check:a", matrix.Pass), ph("check:b", matrix.Skipped)}, matrix.Unknown},
+		{[]matrix.Phase{ph("cluster", matrix.Pass), ph("check:a", matrix.Fail), ph("check:b", matrix.Skipped)}, matrix.Fail},
 	}
 	for i, c := range cases {
-		if got, _ := verdict(matrix.Result{Phases: c.phases}); got != c.want {
+		ran := false
+		for _, p := range c.phases {
+			ran = ran || p.Step == StepChecks
+		}
+		if got, _ := verdict(matrix.Result{Phases: c.phases}, ran); got != c.want {
 			t.Errorf("case %d: %s, want %s", i, got, c.want)
 		}
 	}

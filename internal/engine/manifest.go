@@ -16,7 +16,7 @@ import (
 // pool CIDR, encapsulation, MTU). The preflight audits and the source build
 // names the same objects' images, so all three agree on which images the
 // nodes pull. overridden counts the images the overrides replaced.
-func configuredManifest(path string, s *scenario.Scenario) (objs []*unstructured.Unstructured, overridden int, err error) {
+func configuredManifest(path string, cni *scenario.CNISpec) (objs []*unstructured.Unstructured, overridden int, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, 0, fmt.Errorf("read manifest: %w", err)
@@ -25,9 +25,9 @@ func configuredManifest(path string, s *scenario.Scenario) (objs []*unstructured
 	if err != nil {
 		return nil, 0, fmt.Errorf("parse %s: %w", path, err)
 	}
-	overridden = OverrideImages(objs, s.CNI.ImageOverrides)
-	if s.CNI.Calico != nil {
-		if objs, err = calico.ConfigureFor(objs, *s.CNI.Calico); err != nil {
+	overridden = OverrideImages(objs, cni.ImageOverrides)
+	if cni.Calico != nil {
+		if objs, err = calico.ConfigureFor(objs, *cni.Calico); err != nil {
 			return nil, 0, fmt.Errorf("configure %s: %w", path, err)
 		}
 	}

@@ -16,8 +16,8 @@ import (
 )
 
 // operatorInstall reports whether s installs Calico with its operator.
-func operatorInstall(s *scenario.Scenario) bool {
-	return s.CNI.Calico != nil && s.CNI.Calico.Install == calico.InstallOperator
+func operatorInstall(cni *scenario.CNISpec) bool {
+	return cni.Calico != nil && cni.Calico.Install == calico.InstallOperator
 }
 
 // waitOperator waits, after the operator's own Deployment is ready, for
@@ -39,15 +39,15 @@ func operatorEvidence(err error) []matrix.Evidence {
 	}
 	ev := []matrix.Evidence{{Check: "cni-ready", Target: "tigerastatus calico", OK: oe.Workloads != nil, Detail: oe.Status}}
 	if oe.Workloads != nil {
-		ev = append(ev, evidenceFromNotReady(oe.Workloads)...)
+		ev = append(ev, evidenceFromNotReady(oe.Workloads, "cni-ready")...)
 	}
 	return ev
 }
 
 // operatorNamespaces are the namespaces an operator install's Calico lives
 // in, made by the operator rather than by the applied manifest.
-func operatorNamespaces(s *scenario.Scenario) []string {
-	if !operatorInstall(s) {
+func operatorNamespaces(cni *scenario.CNISpec) []string {
+	if !operatorInstall(cni) {
 		return nil
 	}
 	return []string{calico.OperatorNamespace, "calico-apiserver"}

@@ -2,82 +2,136 @@ package engine
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/cnimatrix/cnimatrix/internal/calico"
+	"github.com/cnimatrix/cnimatrix/internal/checks"
+	"github.com/cnimatrix/cnimatrix/internal/cluster"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
 )
 
-// CellPlan is what a cell will do, resolved from its scenario without a
-// cluster, a Docker engine or a build: `cnimatrix run --dry-run` prints it.
+// CellPlan is what a cell will do, resolved once from its scenario without
+// a cluster, a Docker engine or a build. The steps read it, not the
+// scenario; `cnimatrix run --dry-run` prints it.
 type CellPlan struct {
 	Cell matrix.Cell
 	// Skip is why the cell is skipped without a cluster; "" when it runs.
 	Skip string
-	// Nodes describes the cluster: "control plane amd64 (kind), 1 worker
-	// arm64 (QEMU VM)".
-	Nodes string
+	// Blocked is why the cell cannot run yet though its scenario is valid:
+	// its downloaded manifest is not pinned or not cached (a dry run
+	// loads such scenarios; a run refuses them).
+	Blocked string
+	// ProviderErr is set when the cell names a provider there is none of
+	// (the cell is skipped with it).
+	ProviderErr string
+	// Layout is the cluster's nodes, control plane first; Nodes says it
+	// in words: "control plane amd64 (kind node), 1 worker(s) arm64 (QEMU
+	// VM)".
+	Layout []cluster.NodeSpec
+	Nodes  string
 	// Manifest is the file applied, Pin how it is pinned ("" for a
-	// local file), Edits what cnimatrix changes in it.
+	// local file), Edits what cnimatrix changes in it. ManifestErr is why
+	// the manifest cannot be applied as configured (the cell fails its
+	// cni-install with it).
 	Manifest, Pin string
 	Edits         []string
+	ManifestErr   error
+	// Encapsulation is the tunnel the configured manifest sets up (the
+	// kernel-facts step requires it of every node).
+	Encapsulation string
 	// Images are the configured manifest's images and where each comes
 	// from (the run's registry mirrors upstream; rebuilt ones are built
-	// here first).
-	Images []string
-	// Checks are the checks' names, in order.
-	Checks []string
-	// Expect is the expected outcome (and root cause).
-	Expect string
+	// here first); ImagesFrom is matrix.ImagesUpstream or
+	// matrix.ImagesRebuiltFromSource for Calico, "" for other CNIs.
+	Images     []string
+	ImagesFrom string
+	// Checks are what the checks step runs, in order, CheckNames their names.
+	Checks     []checks.Check `json:"-"`
+	CheckNames []string
+	// Upgrade is set for an upgrade-path cell.
+	Upgrade *UpgradePlan
+	// Soak is the soak after the checks (zero Duration: none).
+	Soak scenario.Soak
+	// Timeouts are the scenario's; the access step scales them once the
+	// nodes' slowdown is measured.
+	Timeouts scenario.Timeouts
+	// Reuse: the cell shares a cluster with the others of PoolKey.
+	Reuse   bool
+	PoolKey string
+	// Expect is the expected outcome (and root cause); ExpectText says it.
+	Expect     scenario.Expectation
+	ExpectText string
+
+	provider cluster.Provider
+	skip     *scenario.Skip
+	// scenario is read only for what all its cells share (the images
+	// pushed once for every cell); a step that needs something of it for
+	// its own cell gets it resolved here.
+	scenario *scenario.Scenario
 }
 
-// Plan resolves a cell's plan. An error is a manifest the cell could not
-// apply (it would fail its cni-install).
+// UpgradePlan is an upgrade-path cell's second half.
+type UpgradePlan struct {
+	To, Manifest  string
+	Encapsulation string
+	Checks        []checks.Check `json:"-"`
+	scenario.Upgrade
+}
+
+// Plan resolves a cell's plan as `cnimatrix run --dry-run` prints it: with
+// no engine, so without the run's options (soak, reuse). An error is a
+// manifest the cell could not apply (it would fail its cni-install).
 func Plan(s *scenario.Scenario, cell matrix.Cell) (CellPlan, error) {
-	p := CellPlan{Cell: cell}
-	want := s.ExpectFor(cell)
-	p.Expect = string(want.Outcome)
-	if want.RootCause != "" {
-		p.Expect += " (" + want.RootCause + ")"
+	prov, err := providerByName(cell.Provider, dryRunProviders())
+	p := resolvePlan(s, cell, prov, err)
+	return *p, p.ManifestErr
+}
+
+// planCell is Plan with this run's providers and options.
+func (e *Engine) planCell(s *scenario.Scenario, cell matrix.Cell) *CellPlan {
+	prov, err := providerByName(cell.Provider, e.providers())
+	p := resolvePlan(s, cell, prov, err)
+	p.Soak = e.soakFor(s)
+	p.Reuse = e.reuses(s)
+	return p
+}
+
+func resolvePlan(s *scenario.Scenario, cell matrix.Cell, prov cluster.Provider, provErr error) *CellPlan {
+	p := &CellPlan{Cell: cell, scenario: s, provider: prov, Timeouts: s.Timeouts, Soak: s.Soak, Reuse: s.ReuseClusters,
+		PoolKey: poolKey(s, cell), ImagesFrom: s.CNI.Images, Pin: s.CNI.Pins[cell.CNIVersion], Manifest: s.CNI.Manifests[cell.CNIVersion]}
+	p.Expect = s.ExpectFor(cell)
+	p.ExpectText = string(p.Expect.Outcome)
+	if p.Expect.RootCause != "" {
+		p.ExpectText += " (" + p.Expect.RootCause + ")"
+	}
+	if provErr != nil {
+		p.ProviderErr = provErr.Error()
+		return p
 	}
 	if sk := s.SkipFor(cell); sk != nil {
-		p.Skip = sk.Reason
-		return p, nil
+		p.skip, p.Skip = sk, sk.Reason
+		return p
 	}
-	cp := controlPlaneArch(cell)
-	workerKind := "kind node"
-	if cell.Provider == "qemu" {
-		workerKind = "QEMU VM"
+	p.Layout = prov.Layout(cell.Arch, s.Nodes)
+	p.Nodes = describeLayout(p.Layout, prov, cell.Kubernetes, s)
+	p.Edits = declaredEdits(&s.CNI)
+	if why := s.CNI.Unavailable[cell.CNIVersion]; why != "" {
+		p.Blocked = why
+		return p
 	}
-	p.Nodes = fmt.Sprintf("control plane %s (kind node), %d worker(s) %s (%s); Kubernetes %s; pods %s, services %s",
-		cp, s.Nodes-1, cell.Arch, workerKind, cell.Kubernetes, s.PodSubnet, s.ServiceSub)
-	p.Manifest = s.CNI.Manifests[cell.CNIVersion]
-	p.Pin = s.CNI.Pins[cell.CNIVersion]
-	if s.CNI.Calico != nil {
-		o := s.CNI.Calico
-		p.Edits = append(p.Edits, "pool CIDR "+o.PodCIDR)
-		if o.Encapsulation != "" {
-			p.Edits = append(p.Edits, "encapsulation "+string(o.Encapsulation))
-		}
-		if o.MTU != 0 {
-			p.Edits = append(p.Edits, fmt.Sprintf("MTU %d", o.MTU))
-		}
-		if o.Registry != "" {
-			p.Edits = append(p.Edits, "registry "+o.Registry)
-		}
-	}
-	for from, to := range s.CNI.ImageOverrides {
-		p.Edits = append(p.Edits, "image "+from+" -> "+to)
-	}
-	objs, _, err := configuredManifest(p.Manifest, s)
+	objs, _, err := configuredManifest(p.Manifest, &s.CNI)
 	if err != nil {
-		return p, err
+		p.ManifestErr = err
+		return p
 	}
-	if mixedCluster(cell) {
+	if p.mixed() {
 		pinned, err := pinToArch(objs, cell.Arch)
 		if err != nil {
-			return p, err
+			p.ManifestErr = err
+			return p
 		}
 		for _, w := range pinned {
 			p.Edits = append(p.Edits, w+" pinned to "+archLabel+"="+cell.Arch)
@@ -90,21 +144,95 @@ func Plan(s *scenario.Scenario, cell matrix.Cell) (CellPlan, error) {
 		}
 		p.Images = append(p.Images, im+": "+from)
 	}
-	for _, c := range cniChecks(s, p.Manifest) {
-		p.Checks = append(p.Checks, c.Name())
+	p.Encapsulation = encapsulation(&s.CNI, objs)
+	p.Checks = cniChecks(&s.CNI, s.PodSubnet, p.Encapsulation)
+	for _, c := range p.Checks {
+		p.CheckNames = append(p.CheckNames, c.Name())
 	}
-	return p, nil
+	if cell.UpgradeTo != "" && s.Upgrade != nil {
+		up := &UpgradePlan{To: s.Upgrade.To, Manifest: s.Upgrade.Manifest, Upgrade: *s.Upgrade}
+		if objs, _, err := configuredManifest(up.Manifest, &s.CNI); err == nil {
+			up.Encapsulation = encapsulation(&s.CNI, objs)
+		} else {
+			up.Encapsulation = encapsulation(&s.CNI, nil)
+		}
+		up.Checks = cniChecks(&s.CNI, s.PodSubnet, up.Encapsulation)
+		p.Upgrade = up
+	}
+	return p
+}
+
+// controlPlaneArch is the arch of the cluster's control plane.
+func (p *CellPlan) controlPlaneArch() string {
+	if len(p.Layout) == 0 {
+		return p.Cell.Arch
+	}
+	return p.Layout[0].Arch
+}
+
+// mixed: the cell's nodes are of its arch, its control plane of another
+// (an amd64 kind control plane beside arm64 VM workers).
+func (p *CellPlan) mixed() bool { return p.controlPlaneArch() != p.Cell.Arch }
+
+// cni is the scenario's CNI section, for the helpers shared with the
+// scenario-wide image work.
+func (p *CellPlan) cni() *scenario.CNISpec { return &p.scenario.CNI }
+
+func describeLayout(nodes []cluster.NodeSpec, prov cluster.Provider, k8s string, s *scenario.Scenario) string {
+	var parts []string
+	workers, wArch := 0, ""
+	for _, n := range nodes {
+		if n.Role == cluster.ControlPlane {
+			parts = append(parts, fmt.Sprintf("control plane %s (%s)", n.Arch, prov.NodeKind(n)))
+			continue
+		}
+		workers++
+		wArch = fmt.Sprintf("%s (%s)", n.Arch, prov.NodeKind(n))
+	}
+	if workers > 0 {
+		parts = append(parts, fmt.Sprintf("%d worker(s) %s", workers, wArch))
+	}
+	return fmt.Sprintf("%s; Kubernetes %s; pods %s, services %s", strings.Join(parts, ", "), k8s, s.PodSubnet, s.ServiceSub)
+}
+
+// declaredEdits are the scenario's own edits of the manifest.
+func declaredEdits(cni *scenario.CNISpec) []string {
+	var out []string
+	if o := cni.Calico; o != nil {
+		out = append(out, "pool CIDR "+o.PodCIDR)
+		if o.Encapsulation != "" {
+			out = append(out, "encapsulation "+string(o.Encapsulation))
+		}
+		if o.MTU != 0 {
+			out = append(out, fmt.Sprintf("MTU %d", o.MTU))
+		}
+		if o.Registry != "" {
+			out = append(out, "registry "+o.Registry)
+		}
+	}
+	for _, from := range slices.Sorted(maps.Keys(cni.ImageOverrides)) {
+		out = append(out, "image "+from+" -> "+cni.ImageOverrides[from])
+	}
+	return out
 }
 
 // String is the plan as a person reads it.
 func (p CellPlan) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n", p.Cell.ID())
+	if p.ProviderErr != "" {
+		fmt.Fprintf(&b, "  skipped, no cluster: %s\n  expect: %s\n", p.ProviderErr, p.ExpectText)
+		return b.String()
+	}
 	if p.Skip != "" {
-		fmt.Fprintf(&b, "  skipped, no cluster: %s\n  expect: %s\n", p.Skip, p.Expect)
+		fmt.Fprintf(&b, "  skipped, no cluster: %s\n  expect: %s\n", p.Skip, p.ExpectText)
 		return b.String()
 	}
 	fmt.Fprintf(&b, "  cluster:  %s\n", p.Nodes)
+	if p.Blocked != "" {
+		fmt.Fprintf(&b, "  cannot run yet: %s\n  expect:   %s\n", p.Blocked, p.ExpectText)
+		return b.String()
+	}
 	pin := p.Pin
 	if pin == "" {
 		pin = "local file"
@@ -116,7 +244,13 @@ func (p CellPlan) String() string {
 	for _, im := range p.Images {
 		fmt.Fprintf(&b, "  image:    %s\n", im)
 	}
-	fmt.Fprintf(&b, "  checks:   %s\n", strings.Join(p.Checks, ", "))
-	fmt.Fprintf(&b, "  expect:   %s\n", p.Expect)
+	fmt.Fprintf(&b, "  checks:   %s\n", strings.Join(p.CheckNames, ", "))
+	if p.Upgrade != nil {
+		fmt.Fprintf(&b, "  upgrade:  to %s (%s), nginx probed every %s, at most %d failed\n", p.Upgrade.To, p.Upgrade.Manifest, p.Upgrade.ProbeInterval, p.Upgrade.MaxFailedProbes)
+	}
+	if p.Soak.Duration > 0 {
+		fmt.Fprintf(&b, "  soak:     %s every %s, availability >= %.2f%%\n", p.Soak.Duration, p.Soak.Interval, p.Soak.MinAvailability)
+	}
+	fmt.Fprintf(&b, "  expect:   %s\n", p.ExpectText)
 	return b.String()
 }

@@ -185,7 +185,7 @@ func TestPreflightSeedCells(t *testing.T) {
 		t.Run(c.version+"/"+c.arch, func(t *testing.T) {
 			cell := r.cell(c.version, c.arch)
 			t0 := time.Now()
-			ev, rep, err := r.e.preflight(context.Background(), r.s, cell, PreflightWarn)
+			ev, rep, err := r.e.preflight(context.Background(), testPlan(r.s, cell), PreflightWarn)
 			if d := time.Since(t0); d > 10*time.Second {
 				t.Errorf("audit took %s", d)
 			}
@@ -224,7 +224,7 @@ func TestPreflightSeedCells(t *testing.T) {
 			}
 
 			// strict: the same audit fails the cell, and diagnose names it.
-			ev, _, err = r.e.preflight(context.Background(), r.s, cell, PreflightStrict)
+			ev, _, err = r.e.preflight(context.Background(), testPlan(r.s, cell), PreflightStrict)
 			if c.ok != (err == nil) {
 				t.Fatalf("strict: %v", err)
 			}
@@ -247,11 +247,11 @@ func TestPreflightUnauditable(t *testing.T) {
 	cell := r.cell("good", "arm64")
 	missing := *r.s
 	missing.CNI.ImageOverrides = map[string]string{images.FlexvolGood: "docker.io/cnimatrix/flexvol:no-such-tag"}
-	ev, rep, err := r.e.preflight(context.Background(), &missing, cell, PreflightWarn)
+	ev, rep, err := r.e.preflight(context.Background(), testPlan(&missing, cell), PreflightWarn)
 	if err != nil || rep == nil || rep.Count(archaudit.Error) != 1 || ev[0].OK {
 		t.Fatalf("missing image, warn: %v %+v %+v", err, rep, ev)
 	}
-	ev, _, err = r.e.preflight(context.Background(), &missing, cell, PreflightStrict)
+	ev, _, err = r.e.preflight(context.Background(), testPlan(&missing, cell), PreflightStrict)
 	if err == nil || !strings.Contains(err.Error(), "1 of 2 images could not be audited for linux/arm64 in the registry the nodes pull from: docker.io/cnimatrix/flexvol:no-such-tag (init container flexvol-driver): ") {
 		t.Fatalf("missing image, strict: %v", err)
 	}
@@ -262,11 +262,11 @@ func TestPreflightUnauditable(t *testing.T) {
 
 	gone := *r.s
 	gone.CNI.Manifests = map[string]string{"good": filepath.Join(t.TempDir(), "gone.yaml")}
-	ev, rep, err = r.e.preflight(context.Background(), &gone, cell, PreflightWarn)
+	ev, rep, err = r.e.preflight(context.Background(), testPlan(&gone, cell), PreflightWarn)
 	if err != nil || rep != nil || len(ev) != 1 || ev[0].OK || !strings.Contains(ev[0].Detail, "images not audited: read manifest") {
 		t.Fatalf("unreadable manifest, warn: %v %+v", err, ev)
 	}
-	if _, _, err = r.e.preflight(context.Background(), &gone, cell, PreflightStrict); err == nil || !strings.Contains(err.Error(), "images not audited for linux/arm64: read manifest") {
+	if _, _, err = r.e.preflight(context.Background(), testPlan(&gone, cell), PreflightStrict); err == nil || !strings.Contains(err.Error(), "images not audited for linux/arm64: read manifest") {
 		t.Fatalf("unreadable manifest, strict: %v", err)
 	}
 }
@@ -311,7 +311,7 @@ func TestDeployedImagesOfAnOperatorInstall(t *testing.T) {
 			s := &scenario.Scenario{PodSubnet: "10.244.0.0/16", CNI: scenario.CNISpec{Name: "calico",
 				Manifests: map[string]string{tag: p},
 				Calico:    &calico.Options{PodCIDR: "10.244.0.0/16", Install: calico.InstallOperator, Registry: registry}}}
-			got, err := deployedImages(s, matrix.Cell{CNIVersion: tag})
+			got, err := deployedImages(&s.CNI, matrix.Cell{CNIVersion: tag})
 			if err != nil {
 				t.Fatalf("%s: %v", tag, err)
 			}
@@ -340,7 +340,13 @@ func TestDeployedImagesOfAnOperatorInstall(t *testing.T) {
 		}
 	}
 	// A manifest install deploys nothing beyond its file.
-	if got, err := deployedImages(&scenario.Scenario{CNI: scenario.CNISpec{Name: "calico"}}, matrix.Cell{CNIVersion: "v3.32.1"}); err != nil || len(got) != 0 {
+	if got, err := deployedImages(&scenario.CNISpec{Name: "calico"}, matrix.Cell{CNIVersion: "v3.32.1"}); err != nil || len(got) != 0 {
 		t.Errorf("manifest install: %v %v", got, err)
 	}
+}
+
+// testPlan is the plan of cell as a run without options resolves it.
+func testPlan(s *scenario.Scenario, cell matrix.Cell) *CellPlan {
+	prov, err := providerByName(cell.Provider, dryRunProviders())
+	return resolvePlan(s, cell, prov, err)
 }

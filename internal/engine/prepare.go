@@ -7,32 +7,24 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/cnimatrix/cnimatrix/internal/cluster"
 	"github.com/cnimatrix/cnimatrix/internal/images"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
-	"github.com/cnimatrix/cnimatrix/qemu"
 )
 
 // Prepare builds (or finds in the cache) every image the scenario's cells
 // need and pushes the pulled ones into the run's registry. It is the
-// "images" phase done once for all cells.
+// "images" step done once for all cells.
 func (e *Engine) Prepare(ctx context.Context, s *scenario.Scenario) error {
 	runs := false
 	for _, c := range s.Cells() {
-		if s.SkipFor(c) != nil {
+		p := e.planCell(s, c)
+		if p.provider == nil || p.skip != nil {
 			continue // no cluster: no node image, no disk
 		}
 		runs = true
-		if _, err := e.NodeImage(ctx, c.Kubernetes, controlPlaneArch(c)); err != nil {
+		if _, err := e.prepareNodes(ctx, p); err != nil {
 			return err
-		}
-		if c.Provider == "qemu" {
-			pre, err := e.cellImages(ctx, s)
-			if err != nil {
-				return err
-			}
-			if _, err := Disk(ctx, e.cache, c.Kubernetes, pre); err != nil {
-				return err
-			}
 		}
 	}
 	if !runs {
@@ -44,23 +36,58 @@ func (e *Engine) Prepare(ctx context.Context, s *scenario.Scenario) error {
 	return e.pushFixtures(ctx, s)
 }
 
+// prepareNodes builds what a cell's nodes boot from: the kind node image
+// of its control plane's arch and, for a provider that needs one (QEMU),
+// the node disk with the harness's images preloaded. It returns the
+// provider's description of what it built, "" for none.
+func (e *Engine) prepareNodes(ctx context.Context, p *CellPlan) (string, error) {
+	if _, err := e.NodeImage(ctx, p.Cell.Kubernetes, p.controlPlaneArch()); err != nil {
+		return "", err
+	}
+	np, ok := p.provider.(cluster.NodePreparer)
+	if !ok {
+		return "", nil
+	}
+	pre, err := e.cellImages(ctx, p.scenario)
+	if err != nil {
+		return "", err
+	}
+	v, err, _ := e.builds.Do("nodes|"+p.provider.Name()+"|"+p.Cell.Kubernetes+"|"+p.scenario.Path, func() (any, error) {
+		return np.PrepareNodes(ctx, cluster.Spec{KubernetesVersion: p.Cell.Kubernetes, Preload: pre})
+	})
+	if err != nil {
+		return "", err
+	}
+	return v.(string), nil
+}
+
 // ImageArches are the platforms of every workload and offline-CNI image.
 var ImageArches = []string{"amd64", "arm64"}
 
 // NodeImage returns the node image for a Kubernetes version, building it once.
+// Cells asking at once share one build; other builds go on beside it.
 func (e *Engine) NodeImage(ctx context.Context, k8sVersion, arch string) (string, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	key := k8sVersion + "/" + arch
-	if ref, ok := e.nodeImages[key]; ok {
+	e.mu.Lock()
+	ref, ok := e.nodeImages[key]
+	e.mu.Unlock()
+	if ok {
 		return ref, nil
 	}
-	ref, err := e.cache.NodeImage(ctx, k8sVersion, arch)
+	v, err, _ := e.builds.Do("node-image|"+key, func() (any, error) {
+		ref, err := e.cache.NodeImage(ctx, k8sVersion, arch)
+		if err != nil {
+			return "", fmt.Errorf("node image for Kubernetes %s/%s: %w", k8sVersion, arch, err)
+		}
+		e.mu.Lock()
+		e.nodeImages[key] = ref
+		e.mu.Unlock()
+		return ref, nil
+	})
 	if err != nil {
-		return "", fmt.Errorf("node image for Kubernetes %s/%s: %w", k8sVersion, arch, err)
+		return "", err
 	}
-	e.nodeImages[key] = ref
-	return ref, nil
+	return v.(string), nil
 }
 
 // PushImages builds the workload images and the offline CNI's images (for
@@ -112,13 +139,6 @@ func HarnessImages(ctx context.Context, cache *images.Cache, cni string) (map[st
 		want[images.FlannelImageRef] = idx
 	}
 	return want, nil
-}
-
-// Disk builds (or finds cached) the QEMU arm64 node disk for a Kubernetes
-// version, with the harness's images (preload) in it: pulling and
-// unpacking them under TCG costs each VM minutes.
-func Disk(ctx context.Context, cache *images.Cache, k8sVersion string, preload map[string]v1.ImageIndex) (*qemu.Disk, error) {
-	return qemu.BuildDisk(ctx, cache, k8sVersion, qemu.DiskOptions{Preload: preload})
 }
 
 func (e *Engine) pushImages(ctx context.Context, s *scenario.Scenario) error {

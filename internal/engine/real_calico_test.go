@@ -26,7 +26,7 @@ func TestPreflightAuditsTheConfiguredRegistry(t *testing.T) {
 			s := &scenario.Scenario{PodSubnet: "10.244.0.0/16", CNI: scenario.CNISpec{Name: "calico",
 				Calico: &calico.Options{PodCIDR: "10.244.0.0/16", Encapsulation: calico.VXLAN, Registry: reg}}}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			rep, _ := auditManifest(ctx, []string{d.ManifestPath(tag, "calico.yaml")}, s, nil, "arm64", "127.0.0.1:1", logx.Discard())
+			rep, _ := auditManifest(ctx, []string{d.ManifestPath(tag, "calico.yaml")}, &s.CNI, nil, "arm64", "127.0.0.1:1", logx.Discard())
 			cancel()
 			if rep == nil || len(rep.Findings) < 3 {
 				t.Fatalf("%s %s: report %+v", tag, reg, rep)
@@ -50,18 +50,29 @@ func TestEncapsulationOfRealInstalls(t *testing.T) {
 	tag := "v3.32.1"
 	calicoYAML := d.ManifestPath(tag, "calico.yaml")
 	plain := &scenario.Scenario{PodSubnet: "10.244.0.0/16", CNI: scenario.CNISpec{Name: "calico"}}
-	if got := encapsulation(plain, calicoYAML); got != "IPIP" {
+	if got := manifestEncapsulation(t, plain, calicoYAML); got != "IPIP" {
 		t.Errorf("calico.yaml as shipped: %s", got)
 	}
 	vx := &scenario.Scenario{PodSubnet: "10.244.0.0/16", CNI: scenario.CNISpec{Name: "calico",
 		Calico: &calico.Options{PodCIDR: "10.244.0.0/16", Encapsulation: calico.VXLAN}}}
-	if got := encapsulation(vx, calicoYAML); got != "VXLAN" {
+	if got := manifestEncapsulation(t, vx, calicoYAML); got != "VXLAN" {
 		t.Errorf("calico.yaml with VXLAN: %s", got)
 	}
 	op := joinedOperatorFiles(t, d, tag)
 	opS := &scenario.Scenario{PodSubnet: "10.244.0.0/16", CNI: scenario.CNISpec{Name: "calico",
 		Calico: &calico.Options{PodCIDR: "10.244.0.0/16", Install: calico.InstallOperator}}}
-	if got := encapsulation(opS, op); got != "VXLANCrossSubnet" {
+	if got := manifestEncapsulation(t, opS, op); got != "VXLANCrossSubnet" {
 		t.Errorf("operator install without encapsulation: %s, want the Installation's VXLANCrossSubnet", got)
 	}
+}
+
+// manifestEncapsulation is the plan's encapsulation of the manifest at path
+// as s configures it.
+func manifestEncapsulation(t *testing.T, s *scenario.Scenario, path string) string {
+	t.Helper()
+	objs, _, err := configuredManifest(path, &s.CNI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return encapsulation(&s.CNI, objs)
 }

@@ -142,17 +142,18 @@ func baselineEvidence(b *uninstall.Baseline) []matrix.Evidence {
 // release hands a reused cell's cluster on: its CNI is uninstalled (phase
 // "uninstall") and the cluster waits for the next cell of its key. A cluster
 // that did not come back clean is deleted instead.
-func (e *Engine) release(ctx context.Context, run *cellRun, key string, p *pooled, client kubernetes.Interface, applied []*unstructured.Unstructured, operated []string, wanted bool) {
+func (e *Engine) release(ctx context.Context, run *cellRun, key string, p *pooled, applied []*unstructured.Unstructured, operated []string, wanted bool) {
 	if !wanted {
-		e.teardown(ctx, run, p.prov, p.cl, p.workDir)
+		run.teardown(ctx, p.prov, p.cl, p.workDir)
 		return
 	}
+	client := run.client
 	cfg, err := p.cl.RESTConfig()
 	if err == nil && client == nil {
 		client, err = kubernetes.NewForConfig(cfg)
 	}
 	if err == nil {
-		err = run.phase(PhaseUninstall, true, func() ([]matrix.Evidence, error) {
+		err = run.infraPhase(PhaseUninstall, func() ([]matrix.Evidence, error) {
 			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 8*time.Minute)
 			defer cancel()
 			steps, err := uninstall.Run(uctx, uninstall.Target{
@@ -168,7 +169,7 @@ func (e *Engine) release(ctx context.Context, run *cellRun, key string, p *poole
 	}
 	if err != nil {
 		run.log.Infof("cluster %s is not reused: %v", p.cl.Name, err)
-		e.teardown(ctx, run, p.prov, p.cl, p.workDir)
+		run.teardown(ctx, p.prov, p.cl, p.workDir)
 		return
 	}
 	e.putPooled(key, p)

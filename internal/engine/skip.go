@@ -27,8 +27,8 @@ var skipAuditMirrors map[string]string
 // audited where they live (quay.io, docker.io): offline that fails, and the
 // phase says the images were not audited rather than pass. The audit never
 // changes the outcome: the cell cannot run whatever its images hold.
-func (e *Engine) skipCell(ctx context.Context, run *cellRun, cell matrix.Cell, sk *scenario.Skip) {
-	res := run.result
+func (e *Engine) skipCell(ctx context.Context, run *cellRun, sk *scenario.Skip) {
+	res, cell := run.result, run.plan.Cell
 	res.Outcome, res.Reason = matrix.Skipped, sk.Reason
 	res.Fidelity = "" // no node ran anything
 	p := matrix.Phase{Name: KubernetesAPIPhase, Outcome: matrix.Skipped, Start: time.Now(), Error: sk.Reason}
@@ -52,7 +52,7 @@ func (e *Engine) skipCell(ctx context.Context, run *cellRun, cell matrix.Cell, s
 		ph.Start, ph.DurationMS = start, since(start)
 		res.Phases = append(res.Phases, ph)
 	}
-	run.skip("cluster", "not created: "+sk.Reason)
+	run.record(matrix.Phase{Name: "cluster", Outcome: matrix.Skipped, Start: time.Now(), Error: "not created: " + sk.Reason})
 	run.log.Infof("skipped: %s", sk.Reason)
 }
 
@@ -87,7 +87,7 @@ func skipAudit(ctx context.Context, imgs []string, arch string, opts archaudit.O
 	var arch2, unchecked []string
 	for _, f := range rep.Findings {
 		p.Evidence = append(p.Evidence, matrix.Evidence{Check: diagnose.PreflightPhase, Source: platform, Target: f.Image, OK: f.Kind == archaudit.OK,
-			Detail: fmt.Sprintf("%s: %s", f.Kind, f.Reason), LatencyMS: f.Seconds * 1000})
+			Detail: fmt.Sprintf("%s: %s", f.Kind, f.Reason), LatencyMS: f.Seconds * 1000, Finding: string(f.Kind)})
 		switch f.Kind {
 		case archaudit.NoVariant, archaudit.Mislabeled:
 			arch2 = append(arch2, f.Image+": "+f.Reason)
@@ -97,7 +97,7 @@ func skipAudit(ctx context.Context, imgs []string, arch string, opts archaudit.O
 	}
 	switch {
 	case len(arch2) > 0:
-		p.Outcome = matrix.Fail
+		p.Outcome, p.Cause = matrix.Fail, diagnose.ArchMismatch
 		p.Error = fmt.Sprintf("%s: %d of %d images cannot run on %s: %s", diagnose.ArchMismatch, len(arch2), len(rep.Findings), platform, strings.Join(arch2, "; "))
 		if len(unchecked) > 0 {
 			p.Error += fmt.Sprintf("; %d not audited: %s", len(unchecked), strings.Join(unchecked, "; "))

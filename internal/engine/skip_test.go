@@ -144,8 +144,8 @@ func TestSkippedCellAuditsCatalogImages(t *testing.T) {
 		}
 		sk := *s.SkipFor(cell)
 		sk.Images = imgs
-		run := &cellRun{log: e.log, result: &matrix.Result{Cell: cell}}
-		e.skipCell(ctx, run, cell, &sk)
+		run := &cellRun{log: e.log, plan: &CellPlan{Cell: cell}, result: &matrix.Result{Cell: cell}}
+		e.skipCell(ctx, run, &sk)
 		r := *run.result
 		if r.Outcome != matrix.Skipped || r.Reason != sk.Reason {
 			t.Errorf("%s: %s %q", arch, r.Outcome, r.Reason)

@@ -55,7 +55,7 @@ func configuredImages(s *scenario.Scenario, ver string) ([]string, error) {
 	if s.Upgrade != nil && ver == s.Upgrade.To {
 		path = s.Upgrade.Manifest
 	}
-	objs, _, err := configuredManifest(path, s)
+	objs, _, err := configuredManifest(path, &s.CNI)
 	if err != nil {
 		return nil, fmt.Errorf("images of %s %s: %w", s.CNI.Name, ver, err)
 	}
@@ -83,10 +83,15 @@ func calicoComponent(ref, version string) string {
 // each cell's arch and its control plane's.
 func nodeArches(s *scenario.Scenario) []string {
 	var arches []string
+	provs := dryRunProviders()
 	for _, c := range s.Cells() {
-		for _, a := range []string{c.Arch, controlPlaneArch(c)} {
-			if !slices.Contains(arches, a) {
-				arches = append(arches, a)
+		prov, err := providerByName(c.Provider, provs)
+		if err != nil {
+			continue // the cell is skipped: no nodes
+		}
+		for _, n := range prov.Layout(c.Arch, s.Nodes) {
+			if !slices.Contains(arches, n.Arch) {
+				arches = append(arches, n.Arch)
 			}
 		}
 	}

@@ -97,11 +97,17 @@ type Evidence struct {
 	Detail    string  `json:"detail,omitempty"`
 	LatencyMS float64 `json:"latencyMs,omitempty"`
 	Attempts  int     `json:"attempts,omitempty"`
+	// Finding is, for an image audit's observation, the finding's kind
+	// (archaudit.Kind: ok, no-variant, mislabeled, error).
+	Finding string `json:"finding,omitempty"`
 }
 
 // Phase is one timed step of a cell's run.
 type Phase struct {
-	Name       string     `json:"name"`
+	Name string `json:"name"`
+	// Step is the pipeline step that recorded the phase ("checks" for
+	// every check:… phase, "upgrade" for an upgrade's phases).
+	Step       string     `json:"step,omitempty"`
 	Outcome    Outcome    `json:"outcome"`
 	Start      time.Time  `json:"start"`
 	DurationMS float64    `json:"durationMs"`
@@ -109,6 +115,10 @@ type Phase struct {
 	Evidence   []Evidence `json:"evidence,omitempty"`
 	// Infra marks phases whose failure is the harness's or the host's, not the CNI's.
 	Infra bool `json:"infra,omitempty"`
+	// Cause is the phase's root cause when the step that failed knew it
+	// (kernel-feature, arch-mismatch, arch-not-exercised, ...): diagnosis
+	// reads it before it reads any message.
+	Cause string `json:"cause,omitempty"`
 }
 
 // Duration of the phase.

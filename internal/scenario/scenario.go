@@ -197,6 +197,9 @@ type CNISpec struct {
 	Pins map[string]string
 	// Sources maps a version to its Calico source, for rebuilt images.
 	Sources map[string]calicodata.Source
+	// Unavailable maps a version whose downloaded manifest is not pinned or
+	// not cached to why (LoadForPlan only: Load refuses the scenario).
+	Unavailable map[string]string
 }
 
 // Timeouts bound each wait of a cell.
@@ -341,9 +344,25 @@ func Load(path string, cat *catalog.Catalog, repoRoot string) (*Scenario, error)
 	return Parse(path, data, cat, repoRoot)
 }
 
+// LoadForPlan is Load for a dry run: a downloaded manifest that is not
+// pinned or not cached yet is not an error but recorded in
+// CNI.Unavailable, so that the plan of every cell can be printed and say
+// which cannot run until then. Everything else is validated as by Load.
+func LoadForPlan(path string, cat *catalog.Catalog, repoRoot string) (*Scenario, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read scenario: %w", err)
+	}
+	return parse(path, data, cat, repoRoot, true)
+}
+
 // Parse parses and validates scenario data; path is used in messages and to
 // resolve relative manifest paths.
 func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Scenario, error) {
+	return parse(path, data, cat, repoRoot, false)
+}
+
+func parse(path string, data []byte, cat *catalog.Catalog, repoRoot string, planOnly bool) (*Scenario, error) {
 	var raw rawScenario
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -357,7 +376,7 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 	if err := dec.Decode(&extra); err == nil {
 		return nil, Errors{{File: path, Line: extra.Line, Msg: "a scenario file holds one YAML document; found a second one"}}
 	}
-	v := validator{path: path}
+	v := validator{path: path, planOnly: planOnly}
 	s := &Scenario{Path: path, Name: raw.Name.V, Description: raw.Description.V}
 	if s.Name == "" {
 		v.add(0, "name is required")
@@ -444,7 +463,13 @@ func Parse(path string, data []byte, cat *catalog.Catalog, repoRoot string) (*Sc
 				// Every cell of the version is skipped: no manifest to resolve.
 			case len(cv.Remote) > 0:
 				p, pin, err := remoteManifest(cni.Name, cv, operator)
-				if err != nil {
+				switch {
+				case err != nil && v.planOnly:
+					if s.CNI.Unavailable == nil {
+						s.CNI.Unavailable = map[string]string{}
+					}
+					s.CNI.Unavailable[ver.V] = err.Error()
+				case err != nil:
 					v.add(ver.Line, "%v", err)
 				}
 				s.CNI.Manifests[ver.V] = p
@@ -816,6 +841,9 @@ func (v *validator) expectation(where string, r rawExpect, def Expectation) Expe
 type validator struct {
 	path string
 	errs Errors
+	// planOnly: a manifest not pinned or not cached is recorded in
+	// CNI.Unavailable, not an error (LoadForPlan).
+	planOnly bool
 }
 
 func (v *validator) add(line int, format string, args ...any) {

@@ -59,6 +59,14 @@ func New(log *logx.Logger) *Provider {
 // Name implements cluster.Provider.
 func (p *Provider) Name() string { return "kind" }
 
+// Layout implements cluster.Provider: every node a kind node of arch.
+func (p *Provider) Layout(arch string, count int) []cluster.NodeSpec {
+	return cluster.UniformLayout(arch, count)
+}
+
+// NodeKind implements cluster.Provider.
+func (p *Provider) NodeKind(cluster.NodeSpec) string { return "kind node" }
+
 func (p *Provider) kind() *kindcluster.Provider {
 	return kindcluster.NewProvider(kindcluster.ProviderWithDocker(), kindcluster.ProviderWithLogger(kindLogger{p.log}))
 }

@@ -52,24 +52,50 @@ func ParsePreflight(s string) (Preflight, error) {
 // own registry, so seconds are the norm.
 const preflightTimeout = 3 * time.Minute
 
+// stepPreflight audits the cell's images for its arch where its nodes
+// pull them, before any cluster exists (--preflight: warn records, strict
+// fails the cell, off skips).
+var stepPreflight = Step{Name: diagnose.PreflightPhase,
+	Applies: func(c *cellRun) bool { return c.e.opts.Preflight != PreflightOff }, Run: runPreflight}
+
+func runPreflight(ctx context.Context, c *cellRun) StepResult {
+	mode := c.e.opts.Preflight
+	if mode == "" {
+		mode = PreflightWarn
+	}
+	ev, rep, err := c.e.preflight(ctx, c.plan, mode)
+	c.audit = rep
+	if rep != nil && !rep.OK() {
+		c.log.Infof("preflight (%s): %s", mode, rep.Summary())
+	}
+	r := StepResult{Evidence: ev, Err: err}
+	if err != nil {
+		r.Cause = diagnose.ImagePull // not resolvable where the nodes pull
+		if rep != nil && rep.Count(archaudit.NoVariant)+rep.Count(archaudit.Mislabeled) > 0 {
+			r.Cause = diagnose.ArchMismatch
+		}
+	}
+	return r
+}
+
 // preflight audits the images of the cell's manifest (after the scenario's
 // image overrides) for the cell's arch, where the cell's nodes pull them:
 // the run's registry. Only in strict mode can it return an error.
-func (e *Engine) preflight(ctx context.Context, s *scenario.Scenario, cell matrix.Cell, mode Preflight) ([]matrix.Evidence, *archaudit.Report, error) {
+func (e *Engine) preflight(ctx context.Context, p *CellPlan, mode Preflight) ([]matrix.Evidence, *archaudit.Report, error) {
 	actx, cancel := context.WithTimeout(ctx, preflightTimeout)
 	defer cancel()
-	paths := []string{s.CNI.Manifests[cell.CNIVersion]}
-	if cell.UpgradeTo != "" && s.Upgrade != nil {
+	paths := []string{p.Manifest}
+	if p.Upgrade != nil {
 		// The version upgraded to runs on the same nodes: an upgrade to
 		// images without this arch is the regression to catch first.
-		paths = append(paths, s.Upgrade.Manifest)
+		paths = append(paths, p.Upgrade.Manifest)
 	}
-	deployed, err := deployedImages(s, cell)
+	deployed, err := deployedImages(p.cni(), p.Cell)
 	var rep *archaudit.Report
 	if err == nil {
-		rep, err = auditManifest(actx, paths, s, deployed, cell.Arch, e.registry.Addr(), e.log)
+		rep, err = auditManifest(actx, paths, p.cni(), deployed, p.Cell.Arch, e.registry.Addr(), e.log)
 	}
-	ev, verr := preflightVerdict(rep, err, cell.Arch, e.registry.Addr(), mode)
+	ev, verr := preflightVerdict(rep, err, p.Cell.Arch, e.registry.Addr(), mode)
 	return ev, rep, verr
 }
 
@@ -77,10 +103,10 @@ func (e *Engine) preflight(ctx context.Context, s *scenario.Scenario, cell matri
 // applies them (configuredManifest: the scenario's overrides and registry
 // included), for arch against the registry at addr, which serves upstream
 // U's images under U/ (images.Registry's layout).
-func auditManifest(ctx context.Context, paths []string, s *scenario.Scenario, deployed []archaudit.ImageRef, arch, addr string, log *logx.Logger) (*archaudit.Report, error) {
+func auditManifest(ctx context.Context, paths []string, cni *scenario.CNISpec, deployed []archaudit.ImageRef, arch, addr string, log *logx.Logger) (*archaudit.Report, error) {
 	var objs []*unstructured.Unstructured
 	for _, path := range paths {
-		o, _, err := configuredManifest(path, s)
+		o, _, err := configuredManifest(path, cni)
 		if err != nil {
 			return nil, err
 		}
@@ -99,14 +125,14 @@ func auditManifest(ctx context.Context, paths []string, s *scenario.Scenario, de
 // the release's own custom resources, the registry option included): the
 // applied file names only the operator's own image. None for a manifest
 // install, or a local operator file of no release version.
-func deployedImages(s *scenario.Scenario, cell matrix.Cell) ([]archaudit.ImageRef, error) {
-	if !operatorInstall(s) {
+func deployedImages(cni *scenario.CNISpec, cell matrix.Cell) ([]archaudit.ImageRef, error) {
+	if !operatorInstall(cni) {
 		return nil, nil
 	}
 	if _, err := calico.OperatorDefaultRegistry(cell.CNIVersion); err != nil {
 		return nil, nil
 	}
-	objs, _, err := configuredManifest(s.CNI.Manifests[cell.CNIVersion], s)
+	objs, _, err := configuredManifest(cni.Manifests[cell.CNIVersion], cni)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +172,7 @@ func preflightVerdict(rep *archaudit.Report, auditErr error, arch, addr string, 
 	var arch2, unchecked []string
 	for _, f := range rep.Findings {
 		ev = append(ev, matrix.Evidence{Check: diagnose.PreflightPhase, Source: platform, Target: f.Image, OK: f.Kind == archaudit.OK,
-			Detail: findingDetail(f), LatencyMS: f.Seconds * 1000})
+			Detail: findingDetail(f), LatencyMS: f.Seconds * 1000, Finding: string(f.Kind)})
 		line := fmt.Sprintf("%s (%s): %s", f.Image, containerOf(f), f.Reason)
 		switch f.Kind {
 		case archaudit.NoVariant, archaudit.Mislabeled:
@@ -255,7 +281,8 @@ func (e *Engine) pushFixtures(ctx context.Context, s *scenario.Scenario) error {
 }
 
 // pushOnce pushes the image build makes under ref, unless this run pushed
-// ref already.
+// ref already. Cells pushing the same ref at once share one push; other
+// refs are pushed beside it.
 func (e *Engine) pushOnce(ctx context.Context, ref string, build func() (v1.ImageIndex, error)) error {
 	e.mu.Lock()
 	done := e.pushed[ref]
@@ -263,15 +290,18 @@ func (e *Engine) pushOnce(ctx context.Context, ref string, build func() (v1.Imag
 	if done {
 		return nil
 	}
-	idx, err := build()
-	if err != nil {
-		return fmt.Errorf("image %s: %w", ref, err)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if err := e.registry.Push(ctx, ref, idx); err != nil {
-		return fmt.Errorf("push %s: %w", ref, err)
-	}
-	e.pushed[ref] = true
-	return nil
+	_, err, _ := e.builds.Do("push|"+ref, func() (any, error) {
+		idx, err := build()
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", ref, err)
+		}
+		if err := e.registry.Push(ctx, ref, idx); err != nil {
+			return nil, fmt.Errorf("push %s: %w", ref, err)
+		}
+		e.mu.Lock()
+		e.pushed[ref] = true
+		e.mu.Unlock()
+		return nil, nil
+	})
+	return err
 }

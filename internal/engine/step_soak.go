@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/cnimatrix/cnimatrix/internal/checks"
-	"github.com/cnimatrix/cnimatrix/internal/matrix"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
 )
 
@@ -30,17 +29,17 @@ func (e *Engine) soakFor(s *scenario.Scenario) scenario.Soak {
 	return sk
 }
 
-func (e *Engine) soak(ctx context.Context, run *cellRun, env *checks.Env, sk scenario.Soak) error {
-	interval, minAvail := sk.Interval, sk.MinAvailability
-	run.log.Infof("soak: probing nginx across nodes every %s for %s (availability must stay >= %.2f%%)", interval, sk.Duration, minAvail)
-	return run.phase(PhaseSoak, false, func() ([]matrix.Evidence, error) {
-		// The soak's own deadline leaves room for the request in flight.
-		sctx, cancel := context.WithTimeout(ctx, sk.Duration+time.Minute)
-		defer cancel()
-		st, err := checks.Soak(sctx, env, sk.Duration, interval)
-		if err == nil {
-			err = st.JudgeAvailability(minAvail)
-		}
-		return matrixEvidence(st.Evidence(PhaseSoak, err == nil)), err
-	})
-}
+// stepSoak probes nginx across nodes for the plan's soak after the checks
+// passed, and fails below its availability.
+var stepSoak = Step{Name: PhaseSoak, Applies: func(c *cellRun) bool { return c.plan.Soak.Duration > 0 }, Run: func(ctx context.Context, c *cellRun) StepResult {
+	sk := c.plan.Soak
+	c.log.Infof("soak: probing nginx across nodes every %s for %s (availability must stay >= %.2f%%)", sk.Interval, sk.Duration, sk.MinAvailability)
+	// The soak's own deadline leaves room for the request in flight.
+	sctx, cancel := context.WithTimeout(ctx, sk.Duration+time.Minute)
+	defer cancel()
+	st, err := checks.Soak(sctx, c.env, sk.Duration, sk.Interval)
+	if err == nil {
+		err = st.JudgeAvailability(sk.MinAvailability)
+	}
+	return StepResult{Evidence: matrixEvidence(st.Evidence(PhaseSoak, err == nil)), Err: err}
+}}

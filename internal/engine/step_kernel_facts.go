@@ -2,12 +2,16 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/cnimatrix/cnimatrix/internal/calico"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/cnimatrix/cnimatrix/internal/checks"
 	"github.com/cnimatrix/cnimatrix/internal/cluster"
+	"github.com/cnimatrix/cnimatrix/internal/diagnose"
 	"github.com/cnimatrix/cnimatrix/internal/kernelfacts"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
@@ -20,20 +24,20 @@ import (
 const PhaseKernelFacts = "kernel-facts"
 
 // encapsulation is the tunnel the cell's CNI will set up: for Calico, what
-// the manifest the cell applies says once configured (calico.yaml's pool
-// modes, or an operator install's Installation, whose default is
-// VXLANCrossSubnet), the scenario's option when the manifest cannot be
-// read; the offline flannel's vxlan backend.
-func encapsulation(s *scenario.Scenario, manifest string) string {
-	switch s.CNI.Name {
+// the configured manifest objs say (calico.yaml's pool modes, or an
+// operator install's Installation, whose default is VXLANCrossSubnet), the
+// scenario's option when they cannot be read; the offline flannel's vxlan
+// backend.
+func encapsulation(cni *scenario.CNISpec, objs []*unstructured.Unstructured) string {
+	switch cni.Name {
 	case "calico":
-		if objs, _, err := configuredManifest(manifest, s); err == nil {
+		if objs != nil {
 			if e, err := calico.PoolEncapsulation(objs); err == nil {
 				return string(e)
 			}
 		}
-		if s.CNI.Calico != nil && s.CNI.Calico.Encapsulation != "" {
-			return string(s.CNI.Calico.Encapsulation)
+		if cni.Calico != nil && cni.Calico.Encapsulation != "" {
+			return string(cni.Calico.Encapsulation)
 		}
 		return string(calico.IPIP)
 	case "flannel":
@@ -113,37 +117,43 @@ func (ef *earlyFacts) probe(ctx context.Context, nodes []cluster.Node) ([]kernel
 	return out, err
 }
 
-func (e *Engine) kernelFacts(ctx context.Context, run *cellRun, cl *cluster.Cluster, s *scenario.Scenario, manifest string, ef *earlyFacts) error {
-	return run.phase(PhaseKernelFacts, false, func() ([]matrix.Evidence, error) {
-		kctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-		defer cancel()
-		facts, err := ef.probe(kctx, cl.Nodes)
-		var ev []matrix.Evidence
-		for _, f := range facts {
-			ev = append(ev, matrix.Evidence{Check: PhaseKernelFacts, Source: f.Node, Target: "kernel", OK: true, Detail: f.String()})
+// stepKernelFacts reads each node's kernel (those read at boot are not
+// read again) and requires the tunnel the configured manifest sets up.
+var stepKernelFacts = Step{Name: PhaseKernelFacts, Run: func(ctx context.Context, c *cellRun) StepResult {
+	kctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if c.facts == nil {
+		c.facts = &earlyFacts{} // a reused cluster: nothing read at boot
+	}
+	facts, err := c.facts.probe(kctx, c.cl.Nodes)
+	var ev []matrix.Evidence
+	for _, f := range facts {
+		ev = append(ev, matrix.Evidence{Check: PhaseKernelFacts, Source: f.Node, Target: "kernel", OK: true, Detail: f.String()})
+	}
+	if err != nil {
+		return StepResult{Evidence: ev, Err: err}
+	}
+	if err := kernelfacts.Require(facts, c.plan.Encapsulation); err != nil {
+		for i := range ev {
+			ev[i].OK = false
 		}
-		if err != nil {
-			return ev, err
+		r := StepResult{Evidence: ev, Err: err}
+		if _, missing := errors.AsType[*kernelfacts.MissingError](err); missing {
+			r.Cause = diagnose.KernelFeature
 		}
-		encap := encapsulation(s, manifest)
-		if err := kernelfacts.Require(facts, encap); err != nil {
-			for i := range ev {
-				ev[i].OK = false
-			}
-			return ev, err
-		}
-		return ev, nil
-	})
-}
+		return r
+	}
+	return StepResult{Evidence: ev}
+}}
 
 // cniChecks are the checks a cell runs: the standard ones, the arch
 // coverage of the CNI's workloads and, for Calico, its own, pinned to the
-// pool and tunnel of the manifest the cell applies.
-func cniChecks(s *scenario.Scenario, manifest string) []checks.Check {
+// pool and tunnel (encap) of the manifest the cell applies.
+func cniChecks(cni *scenario.CNISpec, podSubnet, encap string) []checks.Check {
 	// Every CNI workload must have run on the arch under test.
 	out := append(checks.Default(), checks.CNIWorkloadArch{})
-	if s.CNI.Name == "calico" {
-		out = append(out, checks.CalicoFor(s.PodSubnet, encapsulation(s, manifest))...)
+	if cni.Name == "calico" {
+		out = append(out, checks.CalicoFor(podSubnet, encap)...)
 	}
 	return out
 }

@@ -11,10 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/cnimatrix/cnimatrix/internal/checks"
-	"github.com/cnimatrix/cnimatrix/internal/cluster"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
 )
@@ -26,43 +24,64 @@ const (
 	afterUpgradePrefix       = "after-upgrade "       // the checks again, on TO
 )
 
-// upgrade upgrades the cell's CNI in place to the scenario's upgrade.to the
-// way a manifest install is upgraded (apply the next release's manifest over
-// the running one), while a prober fetches nginx across nodes; then it runs
-// the checks again. It reports whether every phase passed.
-func (e *Engine) upgrade(ctx context.Context, run *cellRun, cfg *rest.Config, client kubernetes.Interface, cl *cluster.Cluster, s *scenario.Scenario, env *checks.Env, timeouts scenario.Timeouts) bool {
-	up := s.Upgrade
-	before, err := cniPods(ctx, client, s)
-	if err != nil {
-		_ = run.phase(PhaseUpgrade, false, func() ([]matrix.Evidence, error) { return nil, err })
-		return false
+// stepUpgrade upgrades the cell's CNI in place to the scenario's
+// upgrade.to the way a manifest install is upgraded (apply the next
+// release's manifest over the running one), while a prober fetches nginx
+// across nodes; then it runs the checks again. Its phases: "upgrade
+// cni-install", "upgrade cni-ready", "upgrade", "upgrade-availability" and
+// "after-upgrade check:*".
+var stepUpgrade = Step{Name: PhaseUpgrade, Applies: func(c *cellRun) bool { return c.plan.Upgrade != nil }, Run: runUpgrade}
+
+func runUpgrade(ctx context.Context, c *cellRun) StepResult {
+	up := c.plan.Upgrade
+	// The phases are recorded as they happen: the prober's window spans
+	// several.
+	r := StepResult{Recorded: true}
+	fail := func(err error) StepResult {
+		_ = c.phase(PhaseUpgrade, PhaseUpgrade, func() ([]matrix.Evidence, error) { return nil, err })
+		r.Failed = true
+		return r
 	}
-	prober, err := checks.StartProber(ctx, env, up.ProbeInterval)
+	pods, err := cniPods(ctx, c.client, c.plan.cni())
 	if err != nil {
-		_ = run.phase(PhaseUpgrade, false, func() ([]matrix.Evidence, error) { return nil, fmt.Errorf("start prober: %w", err) })
-		return false
+		return fail(err)
 	}
-	run.log.Infof("upgrade %s → %s: probing nginx across nodes every %s", run.result.Cell.CNIVersion, up.To, up.ProbeInterval)
-	upErr := e.installCNI(ctx, run, cfg, client, cl, s, up.Manifest, timeouts.CNIReady, PhaseUpgrade+" ")
-	var rolled error
+	prober, err := checks.StartProber(ctx, c.env, up.ProbeInterval)
+	if err != nil {
+		return fail(fmt.Errorf("start prober: %w", err))
+	}
+	c.log.Infof("upgrade %s → %s: probing nginx across nodes every %s", c.plan.Cell.CNIVersion, up.To, up.ProbeInterval)
+	upErr := c.phase(PhaseUpgrade+" cni-install", PhaseUpgrade, func() ([]matrix.Evidence, error) {
+		return c.apply(ctx, up.Manifest, PhaseUpgrade+" cni-install")
+	})
 	if upErr == nil {
-		rolled = run.phase(PhaseUpgrade, false, func() ([]matrix.Evidence, error) {
-			return rolloutEvidence(ctx, client, s, before)
+		upErr = c.phase(PhaseUpgrade+" cni-ready", PhaseUpgrade, func() ([]matrix.Evidence, error) {
+			return c.waitReady(ctx, PhaseUpgrade+" cni-ready")
+		})
+	}
+	if upErr == nil {
+		upErr = c.phase(PhaseUpgrade, PhaseUpgrade, func() ([]matrix.Evidence, error) {
+			return rolloutEvidence(ctx, c.client, c.plan.cni(), pods)
 		})
 	}
 	// A few more rounds after the rollout: a CNI may drop traffic just
 	// after its pods turn ready (routes and rules being rewritten).
 	settle(ctx, 3*up.ProbeInterval)
 	st := prober.Stop()
-	availErr := run.phase(PhaseUpgradeAvailability, false, func() ([]matrix.Evidence, error) {
+	availErr := c.phase(PhaseUpgradeAvailability, PhaseUpgrade, func() ([]matrix.Evidence, error) {
 		err := st.Judge(up.MaxFailedProbes)
 		return matrixEvidence(st.Evidence(PhaseUpgradeAvailability, err == nil)), err
 	})
-	if upErr != nil || rolled != nil {
-		return false
+	if upErr != nil || availErr != nil {
+		r.Failed = true
+		if upErr != nil {
+			return r
+		}
 	}
-	failed := e.runChecks(ctx, run, env, afterUpgradePrefix, cniChecks(s, s.Upgrade.Manifest), timeouts.Checks)
-	return availErr == nil && !failed
+	after := c.runChecks(ctx, afterUpgradePrefix, up.Checks)
+	c.result.Phases = append(c.result.Phases, after.Phases...)
+	r.Failed = r.Failed || after.Failed
+	return r
 }
 
 func settle(ctx context.Context, d time.Duration) {
@@ -75,10 +94,10 @@ func settle(ctx context.Context, d time.Duration) {
 }
 
 // cniPods lists the CNI's pods by the scenario's namespace and selector.
-func cniPods(ctx context.Context, client kubernetes.Interface, s *scenario.Scenario) ([]corev1.Pod, error) {
-	list, err := client.CoreV1().Pods(s.CNI.Namespace).List(ctx, metav1.ListOptions{LabelSelector: s.CNI.Selector})
+func cniPods(ctx context.Context, client kubernetes.Interface, cni *scenario.CNISpec) ([]corev1.Pod, error) {
+	list, err := client.CoreV1().Pods(cni.Namespace).List(ctx, metav1.ListOptions{LabelSelector: cni.Selector})
 	if err != nil {
-		return nil, fmt.Errorf("list CNI pods in %s (%s): %w", s.CNI.Namespace, s.CNI.Selector, err)
+		return nil, fmt.Errorf("list CNI pods in %s (%s): %w", cni.Namespace, cni.Selector, err)
 	}
 	return list.Items, nil
 }
@@ -87,8 +106,8 @@ func cniPods(ctx context.Context, client kubernetes.Interface, s *scenario.Scena
 // replaced (or that it is one from before) and what images it runs. An
 // upgrade that replaced no pod did not upgrade anything the checks could
 // tell apart, and fails: the cell would claim an upgrade it never tested.
-func rolloutEvidence(ctx context.Context, client kubernetes.Interface, s *scenario.Scenario, before []corev1.Pod) ([]matrix.Evidence, error) {
-	after, err := cniPods(ctx, client, s)
+func rolloutEvidence(ctx context.Context, client kubernetes.Interface, cni *scenario.CNISpec, before []corev1.Pod) ([]matrix.Evidence, error) {
+	after, err := cniPods(ctx, client, cni)
 	if err != nil {
 		return nil, err
 	}

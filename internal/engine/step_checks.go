@@ -1,0 +1,63 @@
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/cnimatrix/cnimatrix/internal/checks"
+	"github.com/cnimatrix/cnimatrix/internal/matrix"
+)
+
+// StepChecks is the step that records the check:… phases.
+const StepChecks = "checks"
+
+// stepChecks runs the plan's checks, one phase each; a check that could
+// not run is a skipped phase (and leaves the cell unknown), never a
+// failure.
+var stepChecks = Step{Name: StepChecks, Run: func(ctx context.Context, c *cellRun) StepResult {
+	c.env = c.checksEnv()
+	c.checksRan = true
+	return c.runChecks(ctx, "", c.plan.Checks)
+}}
+
+func (c *cellRun) checksEnv() *checks.Env {
+	p := c.plan
+	return &checks.Env{
+		Client: c.client, Config: c.cfg, Nodes: c.cl.Nodes, Namespace: checks.DefaultNamespace,
+		NginxImage: NginxImage, ProbeImage: ProbeImage,
+		CNINamespace: p.cni().Namespace, CNISelector: p.cni().Selector,
+		Timeout: c.timeouts.Checks, Log: c.log, TargetPort: p.scenario.Checks.ServiceTargetPort,
+		// The cluster is deleted after the cell (or kept for debugging with
+		// its workloads): waiting for the namespace to go costs ~15 s for nothing.
+		KeepNamespace: true,
+		Arch:          p.Cell.Arch, CNIWorkloads: cniWorkloads(c.applied, p.cni()),
+	}
+}
+
+// runChecks runs list as phases "check:<name>" (prefix before them).
+func (c *cellRun) runChecks(ctx context.Context, prefix string, list []checks.Check) StepResult {
+	cctx, cancel := context.WithTimeout(ctx, 2*c.timeouts.Checks)
+	defer cancel()
+	var r StepResult
+	for _, cr := range checks.Run(cctx, c.env, list) {
+		p := matrix.Phase{Name: prefix + "check:" + cr.Name, Step: StepChecks, Outcome: matrix.Pass,
+			Start: time.Now().Add(-cr.Duration), DurationMS: float64(cr.Duration) / float64(time.Millisecond),
+			Evidence: matrixEvidence(cr.Evidence), Cause: cr.Cause}
+		switch {
+		case cr.Skip != "":
+			p.Outcome, p.Error = matrix.Skipped, cr.Skip
+		case !cr.OK:
+			p.Outcome, p.Error, r.Failed = matrix.Fail, cr.Err, true
+		}
+		r.Phases = append(r.Phases, p)
+	}
+	return r
+}
+
+func matrixEvidence(in []checks.Evidence) []matrix.Evidence {
+	var out []matrix.Evidence
+	for _, ev := range in {
+		out = append(out, matrix.Evidence{Check: ev.Check, Source: ev.Source, Target: ev.Target, OK: ev.OK, Detail: ev.Detail, LatencyMS: float64(ev.Latency) / float64(time.Millisecond), Attempts: ev.Attempts})
+	}
+	return out
+}

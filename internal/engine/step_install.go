@@ -1,0 +1,98 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/cnimatrix/cnimatrix/internal/install"
+	"github.com/cnimatrix/cnimatrix/internal/matrix"
+)
+
+// stepInstall applies the cell's configured manifest (the scenario's image
+// overrides and Calico options, and in a mixed cluster the arch pins).
+var stepInstall = Step{Name: "cni-install", Run: func(ctx context.Context, c *cellRun) StepResult {
+	if c.plan.ManifestErr != nil {
+		return StepResult{Err: c.plan.ManifestErr}
+	}
+	ev, err := c.apply(ctx, c.plan.Manifest, "cni-install")
+	return StepResult{Evidence: ev, Err: err}
+}}
+
+// stepReady waits until the applied workloads are ready (for an operator
+// install, what the operator deploys too).
+var stepReady = Step{Name: "cni-ready", Run: func(ctx context.Context, c *cellRun) StepResult {
+	ev, err := c.waitReady(ctx, "cni-ready")
+	return StepResult{Evidence: ev, Err: err}
+}}
+
+// apply applies the manifest at path as configured, as phase name, and
+// remembers what it applied (the uninstall of a reused cluster, the arch
+// coverage of its workloads).
+func (c *cellRun) apply(ctx context.Context, path, name string) ([]matrix.Evidence, error) {
+	objs, n, err := configuredManifest(path, c.plan.cni())
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		c.log.Infof("image overrides: replaced %d container images", n)
+	}
+	var ev []matrix.Evidence
+	if c.plan.mixed() {
+		pinned, err := pinToArch(objs, c.plan.Cell.Arch)
+		if err != nil {
+			return nil, err
+		}
+		for _, w := range pinned {
+			ev = append(ev, matrix.Evidence{Check: name, Target: w, OK: true,
+				Detail: fmt.Sprintf("pinned to %s=%s by cnimatrix: the control plane is %s, and the cell asks about %s", archLabel, c.plan.Cell.Arch, c.plan.controlPlaneArch(), c.plan.Cell.Arch)})
+		}
+	}
+	c.applied = append(c.applied, objs)
+	ictx, cancel := context.WithTimeout(ctx, c.timeouts.CNIReady)
+	defer cancel()
+	ev = append([]matrix.Evidence{{Check: name, Target: path, OK: true, Detail: fmt.Sprintf("%d objects applied", len(objs))}}, ev...)
+	return ev, install.Apply(ictx, c.cfg, objs, install.ApplyOptions{FieldManager: "cnimatrix", Log: c.log})
+}
+
+// waitReady waits for the workloads of the last manifest applied.
+func (c *cellRun) waitReady(ctx context.Context, name string) ([]matrix.Evidence, error) {
+	var objs []*unstructured.Unstructured
+	if n := len(c.applied); n > 0 {
+		objs = c.applied[n-1]
+	}
+	wctx, cancel := context.WithTimeout(ctx, c.timeouts.CNIReady)
+	defer cancel()
+	err := install.WaitReady(wctx, c.cfg, objs, install.ApplyOptions{FieldManager: "cnimatrix", Log: c.log})
+	if nr, ok := errors.AsType[*install.NotReadyError](err); ok {
+		return evidenceFromNotReady(nr, name), err
+	}
+	if err != nil {
+		return nil, err
+	}
+	if operatorInstall(c.plan.cni()) {
+		if err := c.e.waitOperator(wctx, c.cfg, c.client, c.log); err != nil {
+			return operatorEvidence(err), err
+		}
+	}
+	return vmReadyEvidence(ctx, c.client, c.cl), nil
+}
+
+// evidenceFromNotReady turns the install wait's report into evidence lines:
+// one per workload and one per pod that is not ready.
+func evidenceFromNotReady(nr *install.NotReadyError, check string) []matrix.Evidence {
+	var ev []matrix.Evidence
+	for _, w := range nr.Workloads {
+		ev = append(ev, matrix.Evidence{Check: check, Target: w.Workload.String(), OK: w.OK, Detail: fmt.Sprintf("%d/%d ready %s", w.Ready, w.Desired, w.Problem)})
+		for _, p := range w.Pods {
+			ev = append(ev, matrix.Evidence{Check: check, Source: p.Node, Target: p.Name, OK: false, Detail: p.String()})
+		}
+	}
+	return ev
+}
+
+// since is the time from t in milliseconds, as phases record it.
+func since(t time.Time) float64 { return float64(time.Since(t)) / float64(time.Millisecond) }
