@@ -23,9 +23,9 @@ import (
 	"github.com/cnimatrix/cnimatrix/internal/calicodata"
 	"github.com/cnimatrix/cnimatrix/internal/catalog"
 	"github.com/cnimatrix/cnimatrix/internal/engine"
-	"github.com/cnimatrix/cnimatrix/internal/images"
 	"github.com/cnimatrix/cnimatrix/internal/logx"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
+	"github.com/cnimatrix/cnimatrix/internal/repo"
 	"github.com/cnimatrix/cnimatrix/internal/report"
 	"github.com/cnimatrix/cnimatrix/internal/runner"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
@@ -71,7 +71,7 @@ func TestE2E(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the e2e suite creates real clusters; skipped with -short")
 	}
-	root, err := images.RepoRoot()
+	root, err := repo.Root()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cnimatrix/cnimatrix/internal/hostcmd"
 	"github.com/cnimatrix/cnimatrix/internal/images"
 )
 
@@ -81,7 +82,7 @@ type ExitError struct {
 func (e *ExitError) Error() string {
 	msg := fmt.Sprintf("%s: exit status %d", strings.Join(e.Argv, " "), e.Code)
 	if s := strings.TrimSpace(e.Stderr); s != "" {
-		msg += ": " + images.LastLines(s, 5)
+		msg += ": " + hostcmd.LastLines(s, 5)
 	}
 	return msg
 }

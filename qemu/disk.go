@@ -23,6 +23,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/cnimatrix/cnimatrix/internal/hostcmd"
 	"github.com/cnimatrix/cnimatrix/internal/images"
 )
 
@@ -313,7 +314,7 @@ func buildDisk(ctx context.Context, c *images.Cache, in *diskInputs, dir string)
 		return nil
 	}
 	if err := step("unpack rootfs", func() error {
-		return images.RunCommand(ctx, "tar", "-C", root, "-xpf", in.Rootfs, "--numeric-owner", "--xattrs", "--xattrs-include=*")
+		return hostcmd.Run(ctx, "tar", "-C", root, "-xpf", in.Rootfs, "--numeric-owner", "--xattrs", "--xattrs-include=*")
 	}); err != nil {
 		return err
 	}
@@ -336,7 +337,7 @@ func buildDisk(ctx context.Context, c *images.Cache, in *diskInputs, dir string)
 		return err
 	}
 	if err := step("mkfs.ext4", func() error {
-		return images.RunCommand(ctx, "mkfs.ext4", "-q", "-L", "cnimatrix-root", "-d", root, filepath.Join(dir, "disk.img"), in.Size)
+		return hostcmd.Run(ctx, "mkfs.ext4", "-q", "-L", "cnimatrix-root", "-d", root, filepath.Join(dir, "disk.img"), in.Size)
 	}); err != nil {
 		return err
 	}
@@ -348,7 +349,7 @@ func buildDisk(ctx context.Context, c *images.Cache, in *diskInputs, dir string)
 // modules with the disk's own depmod (under qemu-user on an amd64 host: the
 // host may have no kmod at all).
 func installKernel(ctx context.Context, kernelTar, root, outDir string) (string, error) {
-	list, err := images.RunOutput(ctx, "tar", "-tf", kernelTar, "--wildcards", "./boot/vmlinuz-*")
+	list, err := hostcmd.RunOutput(ctx, "tar", "-tf", kernelTar, "--wildcards", "./boot/vmlinuz-*")
 	if err != nil {
 		return "", err
 	}
@@ -357,7 +358,7 @@ func installKernel(ctx context.Context, kernelTar, root, outDir string) (string,
 		return "", fmt.Errorf("want one kernel in %s, found %q", kernelTar, names)
 	}
 	kver := strings.TrimPrefix(path.Base(names[0]), "vmlinuz-")
-	if err := images.RunCommand(ctx, "tar", "-C", outDir, "-xpf", kernelTar, "--numeric-owner", "--strip-components=2", names[0]); err != nil {
+	if err := hostcmd.Run(ctx, "tar", "-C", outDir, "-xpf", kernelTar, "--numeric-owner", "--strip-components=2", names[0]); err != nil {
 		return "", err
 	}
 	if err := os.Rename(filepath.Join(outDir, "vmlinuz-"+kver), filepath.Join(outDir, "vmlinuz")); err != nil {
@@ -366,10 +367,10 @@ func installKernel(ctx context.Context, kernelTar, root, outDir string) (string,
 	// Paths under usr/ only: extracting ./lib would replace the rootfs's
 	// /lib -> usr/lib symlink with a directory.
 	modules := "./usr/lib/modules/" + kver
-	if err := images.RunCommand(ctx, "tar", "-C", root, "-xpf", kernelTar, "--numeric-owner", modules, "./boot/config-"+kver); err != nil {
+	if err := hostcmd.Run(ctx, "tar", "-C", root, "-xpf", kernelTar, "--numeric-owner", modules, "./boot/config-"+kver); err != nil {
 		return "", err
 	}
-	if err := images.RunCommand(ctx, "chroot", root, "/usr/sbin/depmod", "-a", kver); err != nil {
+	if err := hostcmd.Run(ctx, "chroot", root, "/usr/sbin/depmod", "-a", kver); err != nil {
 		return "", fmt.Errorf("depmod in the disk: %w", err)
 	}
 	return kver, nil

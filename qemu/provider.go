@@ -25,6 +25,7 @@ import (
 
 	"github.com/cnimatrix/cnimatrix/internal/cluster"
 	kindprov "github.com/cnimatrix/cnimatrix/internal/cluster/kind"
+	"github.com/cnimatrix/cnimatrix/internal/hostcmd"
 	"github.com/cnimatrix/cnimatrix/internal/images"
 	"github.com/cnimatrix/cnimatrix/internal/logx"
 )
@@ -226,7 +227,7 @@ func (p *Provider) Create(ctx context.Context, spec cluster.Spec) (_ *cluster.Cl
 	cp := kc.Nodes[0]
 	var out, errb bytes.Buffer
 	if err := cp.Exec.Run(ctx, &out, &errb, "kubeadm", "token", "create", "--print-join-command", "--ttl", "2h"); err != nil {
-		return nil, fmt.Errorf("join command from %s: %w: %s", cp.Name, err, images.LastLines(errb.String(), 5))
+		return nil, fmt.Errorf("join command from %s: %w: %s", cp.Name, err, hostcmd.LastLines(errb.String(), 5))
 	}
 	join := strings.Fields(strings.TrimSpace(out.String()))
 	if len(join) < 3 || join[0] != "kubeadm" || join[1] != "join" {
@@ -310,7 +311,7 @@ func (p *Provider) joinVM(ctx context.Context, n *vmNode, cp cluster.Node, join 
 	t0 := time.Now()
 	stdout, stderr, err := n.agent.Exec(jctx, "", argv...)
 	if err != nil {
-		return fmt.Errorf("VM %s: kubeadm join: %w\n%s", n.name, err, images.LastLines(stdout+stderr, 15))
+		return fmt.Errorf("VM %s: kubeadm join: %w\n%s", n.name, err, hostcmd.LastLines(stdout+stderr, 15))
 	}
 	mark(n.name, "joined")
 	p.log.Infof("VM %s joined in %s (%s after VM start)", n.name, time.Since(t0).Round(100*time.Millisecond), time.Since(n.vm.Started).Round(100*time.Millisecond))
@@ -352,7 +353,7 @@ func (p *Provider) waitAgent(ctx context.Context, n *vmNode) error {
 		if n.vm.Exited() {
 			why = fmt.Sprintf("exited (%v)", n.vm.waitErr)
 		}
-		return fmt.Errorf("VM %s %s in %s: %w; console:\n%s", n.name, why, time.Since(n.vm.Started).Round(time.Second), err, images.LastLines(string(b), 20))
+		return fmt.Errorf("VM %s %s in %s: %w; console:\n%s", n.name, why, time.Since(n.vm.Started).Round(time.Second), err, hostcmd.LastLines(string(b), 20))
 	}
 	return nil
 }

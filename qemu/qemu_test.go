@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnimatrix/cnimatrix/internal/hostcmd"
 	"github.com/cnimatrix/cnimatrix/internal/images"
 	"github.com/cnimatrix/cnimatrix/internal/logx"
 )
@@ -219,12 +220,12 @@ func TestBootTap(t *testing.T) {
 	defer cancel()
 	disk := qemuTest(t, ctx)
 	const bridge = "cnmq-br0"
-	if err := images.RunCommand(ctx, "ip", "link", "add", bridge, "type", "bridge"); err != nil {
+	if err := hostcmd.Run(ctx, "ip", "link", "add", bridge, "type", "bridge"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = images.RunCommand(context.Background(), "ip", "link", "del", bridge) })
+	t.Cleanup(func() { _ = hostcmd.Run(context.Background(), "ip", "link", "del", bridge) })
 	for _, args := range [][]string{{"addr", "add", "192.168.251.1/24", "dev", bridge}, {"link", "set", bridge, "up"}} {
-		if err := images.RunCommand(ctx, "ip", args...); err != nil {
+		if err := hostcmd.Run(ctx, "ip", args...); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -232,10 +233,10 @@ func TestBootTap(t *testing.T) {
 	// host's FORWARD chain, whose policy Docker sets to DROP; Docker lets
 	// its own bridges through, this one needs the same rule.
 	fwd := []string{"FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"}
-	if err := images.RunCommand(ctx, "iptables", append([]string{"-I"}, fwd...)...); err != nil {
+	if err := hostcmd.Run(ctx, "iptables", append([]string{"-I"}, fwd...)...); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = images.RunCommand(context.Background(), "iptables", append([]string{"-D"}, fwd...)...) })
+	t.Cleanup(func() { _ = hostcmd.Run(context.Background(), "iptables", append([]string{"-D"}, fwd...)...) })
 	addr := map[string]string{"vm-a": "192.168.251.10", "vm-b": "192.168.251.11"}
 	peer := map[string]string{"vm-a": "vm-b", "vm-b": "vm-a"}
 	waits := map[string]func(string) string{}

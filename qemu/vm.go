@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cnimatrix/cnimatrix/internal/images"
+	"github.com/cnimatrix/cnimatrix/internal/hostcmd"
 )
 
 // VMOptions describe one VM.
@@ -105,7 +105,7 @@ func Boot(ctx context.Context, disk *Disk, opts VMOptions) (*VM, error) {
 		return nil, fmt.Errorf("boot VM %s: %w", opts.Name, err)
 	}
 	overlay := filepath.Join(dir, "overlay.qcow2")
-	if err := images.RunCommand(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", disk.Image, "-F", "raw", overlay); err != nil {
+	if err := hostcmd.Run(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", disk.Image, "-F", "raw", overlay); err != nil {
 		return fail(fmt.Errorf("overlay (qemu-img is in qemu-utils): %w", err))
 	}
 	if err := os.MkdirAll(filepath.Dir(opts.SerialLog), 0o755); err != nil {
@@ -161,7 +161,7 @@ func Boot(ctx context.Context, disk *Disk, opts VMOptions) (*VM, error) {
 	select {
 	case <-vm.exited:
 		b, _ := os.ReadFile(filepath.Join(dir, "qemu.log"))
-		return fail(fmt.Errorf("qemu exited at once (%v): %s", vm.waitErr, images.LastLines(string(b), 10)))
+		return fail(fmt.Errorf("qemu exited at once (%v): %s", vm.waitErr, hostcmd.LastLines(string(b), 10)))
 	case <-time.After(300 * time.Millisecond):
 	case <-ctx.Done():
 		_ = cmd.Process.Kill()
@@ -218,11 +218,11 @@ func (vm *VM) WaitForLog(ctx context.Context, re *regexp.Regexp) (string, error)
 			return strings.TrimRight(string(b[start:end]), "\r"), nil
 		}
 		if vm.Exited() {
-			return "", fmt.Errorf("VM %s exited (%v) before %q appeared; console:\n%s", vm.Name, vm.waitErr, re, images.LastLines(string(b), 20))
+			return "", fmt.Errorf("VM %s exited (%v) before %q appeared; console:\n%s", vm.Name, vm.waitErr, re, hostcmd.LastLines(string(b), 20))
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("VM %s: waiting for %q: %w; console:\n%s", vm.Name, re, ctx.Err(), images.LastLines(string(b), 20))
+			return "", fmt.Errorf("VM %s: waiting for %q: %w; console:\n%s", vm.Name, re, ctx.Err(), hostcmd.LastLines(string(b), 20))
 		case <-vm.exited:
 		case <-time.After(delay):
 		}
@@ -353,7 +353,7 @@ func AddTap(ctx context.Context, name, bridge string) error {
 		{"link", "set", name, "master", bridge},
 		{"link", "set", name, "up"},
 	} {
-		if err := images.RunCommand(ctx, "ip", args...); err != nil {
+		if err := hostcmd.Run(ctx, "ip", args...); err != nil {
 			_ = DeleteTap(context.WithoutCancel(ctx), name)
 			return fmt.Errorf("tap %s on %s: %w", name, bridge, err)
 		}
@@ -366,7 +366,7 @@ func DeleteTap(ctx context.Context, name string) error {
 	if _, err := net.InterfaceByName(name); err != nil {
 		return nil
 	}
-	if err := images.RunCommand(ctx, "ip", "tuntap", "del", "dev", name, "mode", "tap"); err != nil {
+	if err := hostcmd.Run(ctx, "ip", "tuntap", "del", "dev", name, "mode", "tap"); err != nil {
 		return fmt.Errorf("delete tap %s: %w", name, err)
 	}
 	return nil

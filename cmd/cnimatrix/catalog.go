@@ -17,9 +17,9 @@ import (
 	"github.com/cnimatrix/cnimatrix/internal/apicompat"
 	"github.com/cnimatrix/cnimatrix/internal/calico"
 	"github.com/cnimatrix/cnimatrix/internal/catalog"
-	"github.com/cnimatrix/cnimatrix/internal/images"
 	"github.com/cnimatrix/cnimatrix/internal/install"
 	"github.com/cnimatrix/cnimatrix/internal/manifestcache"
+	"github.com/cnimatrix/cnimatrix/internal/repo"
 )
 
 // catalogSource is where the catalog commands read the Calico catalog: a
@@ -154,7 +154,7 @@ URL and error, and the command fails.`,
   cnimatrix catalog update v3.23.5 --lock`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if write && src.file == "" {
-				root, err := images.RepoRoot()
+				root, err := repo.Root()
 				if err != nil {
 					return usageError{fmt.Errorf("--write rewrites the catalog in the source tree: %w (or give --file)", err)}
 				}

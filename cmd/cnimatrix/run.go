@@ -13,8 +13,8 @@ import (
 
 	"github.com/cnimatrix/cnimatrix/internal/artifacts"
 	"github.com/cnimatrix/cnimatrix/internal/engine"
-	"github.com/cnimatrix/cnimatrix/internal/images"
 	"github.com/cnimatrix/cnimatrix/internal/logx"
+	"github.com/cnimatrix/cnimatrix/internal/repo"
 	"github.com/cnimatrix/cnimatrix/internal/report"
 	"github.com/cnimatrix/cnimatrix/internal/runner"
 )
@@ -22,7 +22,7 @@ import (
 // loadSuite loads the scenarios at paths with the run helper: a scenario
 // error (file and line), two cells with one ID or a bad filter is bad input.
 func loadSuite(paths, filters []string, forPlan bool) (*runner.Suite, error) {
-	root, err := images.RepoRoot()
+	root, err := repo.Root()
 	if err != nil {
 		return nil, fmt.Errorf("find the cnimatrix checkout (fixtures live there): %w", err)
 	}

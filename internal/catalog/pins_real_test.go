@@ -8,14 +8,14 @@ import (
 	"testing"
 
 	"github.com/cnimatrix/cnimatrix/internal/calicodata"
-	"github.com/cnimatrix/cnimatrix/internal/images"
+	"github.com/cnimatrix/cnimatrix/internal/repo"
 )
 
 // realData returns the upstream Calico files beside the source tree, or
 // skips (fails under CNIMATRIX_REQUIRE_CALICO_DATA) when they are absent.
 func realData(t *testing.T) *calicodata.Data {
 	t.Helper()
-	root, _ := images.RepoRoot()
+	root, _ := repo.Root()
 	return calicodata.FindForTest(t, root)
 }
 

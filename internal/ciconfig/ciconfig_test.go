@@ -259,7 +259,11 @@ v=$(bin/cnimatrix version)
 	wantLines := []int{1, 2, 2, 3, 4, 6, 9, 10}
 	var got []string
 	var lines []int
-	for _, c := range splitCommands(script) {
+	cmds, err := splitCommands(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cmds {
 		ws := commandWords(c.words)
 		if len(ws) == 0 {
 			continue

@@ -7,9 +7,9 @@
 //
 // The Makefile is read for its targets and variables; the cnimatrix command
 // tree is read from the built binary's --help output, so the check sees the
-// verbs and flags the code really has. Run scripts are split into simple
-// commands by a small shell tokenizer (quotes, continuations, comments,
-// redirections, heredocs); a make or cnimatrix command whose target, verb or
-// flags come from an unquoted expansion cannot be checked and is a problem
-// too.
+// verbs and flags the code really has. Run scripts are parsed as bash by
+// mvdan.cc/sh (a real shell parser: quotes, continuations, comments,
+// redirections, heredocs, $( ... ), loops), and a script that does not parse
+// is a problem; a make or cnimatrix command whose target, verb or flags come
+// from an unquoted expansion cannot be checked and is a problem too.
 package ciconfig

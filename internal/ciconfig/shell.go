@@ -1,7 +1,11 @@
 package ciconfig
 
 import (
+	"bytes"
+	"fmt"
 	"strings"
+
+	"mvdan.cc/sh/v3/syntax"
 )
 
 // word is one shell word after quote removal.
@@ -19,150 +23,78 @@ type simpleCommand struct {
 	words []word
 }
 
-// splitCommands splits a shell script into simple commands: it removes
-// quotes, joins continuation lines, drops comments, redirections (with their
-// targets) and heredoc bodies, and breaks commands at newlines, ; & | ( ).
-// It is not a shell: it has what is needed to find the commands a CI script
-// runs, and errs towards splitting (a $( ... ) substitution becomes its own
-// command, so a make or cnimatrix inside it is still found).
-func splitCommands(script string) []simpleCommand {
-	var (
-		cmds      []simpleCommand
-		cur       simpleCommand
-		w         strings.Builder
-		inWord    bool
-		quoted    bool
-		line      int
-		dropNext  bool     // the next word is a redirection target
-		heredocs  []string // delimiters whose bodies start on the next line
-		wantDelim bool     // the next word is a heredoc delimiter
-	)
-	endWord := func() {
-		if !inWord {
-			return
-		}
-		text := w.String()
-		w.Reset()
-		inWord = false
-		q := quoted
-		quoted = false
-		switch {
-		case wantDelim:
-			wantDelim = false
-			heredocs = append(heredocs, strings.TrimPrefix(text, "-"))
-		case dropNext:
-			dropNext = false
-		default:
-			if len(cur.words) == 0 {
-				cur.line = line
-			}
-			cur.words = append(cur.words, word{text: text, quoted: q})
-		}
+// splitCommands parses a shell script (mvdan.cc/sh, bash dialect) and
+// returns its simple commands, those inside $( ... ), loops and conditions
+// included, in the order they appear: each with its words after quote
+// removal (assignments before the command become words too, for
+// commandWords to strip) and the 0-based line it starts on. Redirections
+// and heredoc bodies are not words; an expansion is kept as its text.
+func splitCommands(script string) ([]simpleCommand, error) {
+	f, err := syntax.NewParser(syntax.Variant(syntax.LangBash)).Parse(strings.NewReader(script), "")
+	if err != nil {
+		return nil, err
 	}
-	endCommand := func() {
-		endWord()
-		if len(cur.words) > 0 {
-			cmds = append(cmds, cur)
+	var cmds []simpleCommand
+	syntax.Walk(f, func(n syntax.Node) bool {
+		call, ok := n.(*syntax.CallExpr)
+		if !ok || call == nil {
+			return true
 		}
-		cur = simpleCommand{}
-	}
-	rs := []rune(script)
-	for i := 0; i < len(rs); i++ {
-		r := rs[i]
-		switch {
-		case r == '\\':
-			if i+1 < len(rs) && rs[i+1] == '\n' { // continuation
-				i++
-				line++
+		c := simpleCommand{line: int(call.Pos().Line()) - 1}
+		for _, a := range call.Assigns {
+			if a.Name == nil {
 				continue
 			}
-			if i+1 < len(rs) {
-				i++
-				w.WriteRune(rs[i])
-				inWord, quoted = true, true
+			val, quoted := "", false
+			if a.Value != nil {
+				val, quoted = wordText(a.Value)
 			}
-		case r == '\'':
-			inWord, quoted = true, true
-			for i++; i < len(rs) && rs[i] != '\''; i++ {
-				if rs[i] == '\n' {
-					line++
-				}
-				w.WriteRune(rs[i])
-			}
-		case r == '"':
-			inWord, quoted = true, true
-			for i++; i < len(rs) && rs[i] != '"'; i++ {
-				if rs[i] == '\\' && i+1 < len(rs) && strings.ContainsRune("\"\\$`\n", rs[i+1]) {
-					i++
-					if rs[i] == '\n' {
-						line++
-						continue
-					}
-				} else if rs[i] == '\n' {
-					line++
-				}
-				w.WriteRune(rs[i])
-			}
-		case r == '#' && !inWord:
-			for i+1 < len(rs) && rs[i+1] != '\n' {
-				i++
-			}
-		case r == '\n':
-			endCommand()
-			line++
-			if len(heredocs) > 0 {
-				i, line = skipHeredocs(rs, i, line, heredocs)
-				heredocs = nil
-			}
-		case r == ' ' || r == '\t':
-			endWord()
-		case r == '>' || r == '<' || (r == '&' && i+1 < len(rs) && rs[i+1] == '>'):
-			// A file descriptor number right before the operator is part of it.
-			if inWord && !quoted && isDigits(w.String()) {
-				w.Reset()
-				inWord = false
-			}
-			endWord()
-			op := string(r)
-			for i+1 < len(rs) && strings.ContainsRune("<>&-", rs[i+1]) {
-				i++
-				op += string(rs[i])
-			}
-			if strings.HasPrefix(op, "<<") && op != "<<<" {
-				wantDelim = true
-			} else {
-				dropNext = true
-			}
-		case strings.ContainsRune(";&|()", r):
-			endCommand()
-		default:
-			w.WriteRune(r)
-			inWord = true
+			c.words = append(c.words, word{text: a.Name.Value + "=" + val, quoted: quoted})
 		}
-	}
-	endCommand()
-	return cmds
+		for _, w := range call.Args {
+			text, quoted := wordText(w)
+			c.words = append(c.words, word{text: text, quoted: quoted})
+		}
+		if len(c.words) > 0 {
+			cmds = append(cmds, c)
+		}
+		return true // a $( ... ) in an argument holds commands of its own
+	})
+	return cmds, nil
 }
 
-// skipHeredocs skips the bodies of the heredocs whose delimiters were read on
-// the line that ended at rs[i]; it returns the index of the newline after the
-// last delimiter line and the line count.
-func skipHeredocs(rs []rune, i, line int, delims []string) (int, int) {
-	for _, d := range delims {
-		for i+1 < len(rs) {
-			j := i + 1
-			for j < len(rs) && rs[j] != '\n' {
-				j++
-			}
-			body := strings.TrimLeft(string(rs[i+1:j]), "\t")
-			i = j
-			line++
-			if body == d {
-				break
+// wordText is a word after quote removal; quoted says whether some part
+// of it was in quotes. Expansions are kept as the script spells them.
+func wordText(w *syntax.Word) (text string, quoted bool) {
+	var b strings.Builder
+	var parts func(ps []syntax.WordPart)
+	parts = func(ps []syntax.WordPart) {
+		for _, p := range ps {
+			switch p := p.(type) {
+			case *syntax.Lit:
+				b.WriteString(p.Value)
+			case *syntax.SglQuoted:
+				quoted = true
+				b.WriteString(p.Value)
+			case *syntax.DblQuoted:
+				quoted = true
+				parts(p.Parts)
+			default:
+				b.WriteString(printed(p))
 			}
 		}
 	}
-	return i, line
+	parts(w.Parts)
+	return b.String(), quoted
+}
+
+// printed is a node as the script spells it.
+func printed(n syntax.Node) string {
+	var buf bytes.Buffer
+	if err := syntax.NewPrinter().Print(&buf, n); err != nil {
+		return fmt.Sprintf("<%T>", n)
+	}
+	return buf.String()
 }
 
 func isDigits(s string) bool {

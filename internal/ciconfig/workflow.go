@@ -319,7 +319,12 @@ func (c *Checker) checkExpectations(p *problems, line int, file string) {
 func (c *Checker) script(p *problems, first int, script string) {
 	// An expression is text by the time the shell runs; keep it one word.
 	script = exprRE.ReplaceAllStringFunc(script, func(string) string { return "GHA_EXPRESSION" })
-	for _, cmd := range splitCommands(script) {
+	cmds, err := splitCommands(script)
+	if err != nil {
+		p.add(first, "run: the script does not parse as shell: %v", err)
+		return
+	}
+	for _, cmd := range cmds {
 		ws := commandWords(cmd.words)
 		if len(ws) == 0 {
 			continue

@@ -7,6 +7,7 @@ package engine
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -171,7 +172,8 @@ func newRunID() string {
 // ClusterName is the name of a cell's cluster in this run (kind limits names
 // to what fits a hostname, so the cell ID is shortened to a hash).
 func (e *Engine) ClusterName(c matrix.Cell) string {
-	return cluster.NamePrefix + images.Key(c.ID())[:8] + "-" + e.runID
+	sum := sha256.Sum256([]byte(c.ID()))
+	return cluster.NamePrefix + hex.EncodeToString(sum[:4]) + "-" + e.runID
 }
 
 func (e *Engine) cellWorkDir(c matrix.Cell) string {

@@ -22,6 +22,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/cnimatrix/cnimatrix/internal/calicodata"
+	"github.com/cnimatrix/cnimatrix/internal/hostcmd"
 )
 
 // Calico built from its own source release, offline, the way flannel and
@@ -155,7 +156,7 @@ func (c *Cache) CalicoBinaries(ctx context.Context, src CalicoSource, arch strin
 		// Felix's cgo directives link felix/bpf-gpl/libbpf/src/<arch>/libbpf.a.
 		mk := exec.CommandContext(ctx, "make", "-C", filepath.Join(bpfDir, "src"), "BUILD_STATIC_ONLY=1", "OBJDIR="+arch, "CC="+cc)
 		if outb, err := mk.CombinedOutput(); err != nil {
-			return fmt.Errorf("build libbpf for %s: %w\n%s", arch, err, LastLines(string(outb), 20))
+			return fmt.Errorf("build libbpf for %s: %w\n%s", arch, err, hostcmd.LastLines(string(outb), 20))
 		}
 		ld := "-s -w -X github.com/projectcalico/calico/pkg/buildinfo.Version=" + src.Version
 		for _, cgo := range []bool{true, false} {

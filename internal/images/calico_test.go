@@ -15,6 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/cnimatrix/cnimatrix/internal/calicodata"
+	"github.com/cnimatrix/cnimatrix/internal/repo"
 )
 
 // TestCalicoImagesFromSource builds Calico v3.32.1 from its source release
@@ -27,7 +28,7 @@ func TestCalicoImagesFromSource(t *testing.T) {
 	if testing.Short() || os.Getenv("CNIMATRIX_SLOW") != "1" {
 		t.Skip("set CNIMATRIX_SLOW=1 (and no -short): builds Calico from source, minutes when cold")
 	}
-	root, err := RepoRoot()
+	root, err := repo.Root()
 	if err != nil {
 		t.Fatal(err)
 	}

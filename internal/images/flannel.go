@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cnimatrix/cnimatrix/internal/repo"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -61,7 +62,7 @@ var (
 
 // FlannelManifestPath is the offline CNI's manifest in the source tree.
 func FlannelManifestPath() (string, error) {
-	root, err := RepoRoot()
+	root, err := repo.Root()
 	if err != nil {
 		return "", fmt.Errorf("flannel manifest: %w", err)
 	}
@@ -86,7 +87,7 @@ func (c *Cache) flanneld(ctx context.Context, arch, version string) (binPath str
 	if !archRe.MatchString(arch) {
 		return "", fmt.Errorf("build flanneld: invalid arch %q", arch)
 	}
-	root, err := RepoRoot()
+	root, err := repo.Root()
 	if err != nil {
 		return "", fmt.Errorf("build flanneld: %w", err)
 	}
@@ -205,7 +206,7 @@ func (c *Cache) flannelImage(ctx context.Context, arch string, base v1.Layer, ve
 // flannelLayer is the layer of /opt/bin/{flanneld,entrypoint.sh}, cached by
 // the content of both.
 func (c *Cache) flannelLayer(ctx context.Context, arch, flanneld, version string) (v1.Layer, error) {
-	root, err := RepoRoot()
+	root, err := repo.Root()
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnimatrix/cnimatrix/internal/repo"
 	"golang.org/x/mod/modfile"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
@@ -25,7 +26,7 @@ import (
 
 func flannelRepoFile(t *testing.T, rel string) string {
 	t.Helper()
-	root, err := RepoRoot()
+	root, err := repo.Root()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func TestFlanneldModuleRequiresFlannelVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mf.Module.Mod.Path != RepoModule+"/fixtures/cni/flannel/flanneld" {
+	if mf.Module.Mod.Path != repo.Module+"/fixtures/cni/flannel/flanneld" {
 		t.Errorf("module path %s", mf.Module.Mod.Path)
 	}
 	for _, r := range mf.Require {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cnimatrix/cnimatrix/internal/repo"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -113,7 +114,7 @@ func (c *Cache) buildRepoMain(ctx context.Context, name, version, arch string) (
 // repoMainFiles reads the non-test Go files of a directory of the
 // repository as GoBuild.Files under prefix.
 func repoMainFiles(rel, prefix string) (map[string]string, error) {
-	root, err := RepoRoot()
+	root, err := repo.Root()
 	if err != nil {
 		return nil, err
 	}

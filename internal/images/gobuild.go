@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cnimatrix/cnimatrix/internal/hostcmd"
 )
 
 // GoBuild describes Go main packages to build, from the Go module proxy, in a
@@ -337,18 +339,9 @@ func (c *Cache) runGo(ctx context.Context, dir string, env []string, args ...str
 		if ctx.Err() != nil {
 			return stdout.Bytes(), fmt.Errorf("go %s: %w", args[0], ctx.Err())
 		}
-		return stdout.Bytes(), fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, LastLines(combined.String(), 40))
+		return stdout.Bytes(), fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, hostcmd.LastLines(combined.String(), 40))
 	}
 	return stdout.Bytes(), nil
-}
-
-// LastLines returns the last n lines of s (for error messages), saying how many came before.
-func LastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = append([]string{fmt.Sprintf("... (%d lines before)", len(lines)-n)}, lines[len(lines)-n:]...)
-	}
-	return strings.Join(lines, "\n")
 }
 
 // goVersion is the version of the go command on PATH (not of this binary):

@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnimatrix/cnimatrix/internal/hostcmd"
 	"github.com/cnimatrix/cnimatrix/internal/logx"
+	"github.com/cnimatrix/cnimatrix/internal/repo"
 )
 
 func TestGoModFile(t *testing.T) {
@@ -124,25 +126,25 @@ func TestGoBuildKeyStability(t *testing.T) {
 
 func TestTail(t *testing.T) {
 	s := strings.Repeat("x\n", 50) + "last\n"
-	got := LastLines(s, 3)
+	got := hostcmd.LastLines(s, 3)
 	if !strings.HasSuffix(got, "x\nx\nlast") || !strings.HasPrefix(got, "... (48 lines before)") {
 		t.Errorf("tail = %q", got)
 	}
-	if LastLines("a\nb\n", 5) != "a\nb" {
-		t.Errorf("short tail = %q", LastLines("a\nb\n", 5))
+	if hostcmd.LastLines("a\nb\n", 5) != "a\nb" {
+		t.Errorf("short tail = %q", hostcmd.LastLines("a\nb\n", 5))
 	}
 }
 
 func TestRepoRoot(t *testing.T) {
-	root, err := RepoRoot()
+	root, err := repo.Root()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "internal", "images", "pause", "main.go")); err != nil {
-		t.Errorf("RepoRoot() = %s, which lacks internal/images/pause/main.go: %v", root, err)
+		t.Errorf("repo.Root() = %s, which lacks internal/images/pause/main.go: %v", root, err)
 	}
 	t.Setenv("CNIMATRIX_ROOT", t.TempDir())
-	if _, err := RepoRoot(); err == nil {
+	if _, err := repo.Root(); err == nil {
 		t.Errorf("CNIMATRIX_ROOT pointing at an empty directory was accepted")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cnimatrix/cnimatrix/internal/hostcmd"
 	"golang.org/x/mod/modfile"
 	"golang.org/x/mod/semver"
 )
@@ -237,7 +238,7 @@ func kubeadmImages(ctx context.Context, kubeadm, version string) ([]string, erro
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("kubeadm %s config images list: %w: %s", version, err, LastLines(stderr.String(), 10))
+		return nil, fmt.Errorf("kubeadm %s config images list: %w: %s", version, err, hostcmd.LastLines(stderr.String(), 10))
 	}
 	var images []string
 	for _, l := range strings.Split(stdout.String(), "\n") {

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cnimatrix/cnimatrix/internal/hostcmd"
+	"github.com/cnimatrix/cnimatrix/internal/repo"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -272,7 +274,7 @@ func kindModuleVersion() (string, error) {
 			}
 		}
 	}
-	root, err := RepoRoot()
+	root, err := repo.Root()
 	if err != nil {
 		return "", fmt.Errorf("kind's version is unknown: %w", err)
 	}
@@ -377,7 +379,7 @@ func (c *Cache) buildNodeImage(ctx context.Context, in *nodeImageInputs, ref, di
 		return nil
 	}
 	if err := step("unpack rootfs", func() error {
-		return RunCommand(ctx, "tar", "-C", root, "-xpf", in.Rootfs, "--numeric-owner", "--xattrs", "--xattrs-include=*")
+		return hostcmd.Run(ctx, "tar", "-C", root, "-xpf", in.Rootfs, "--numeric-owner", "--xattrs", "--xattrs-include=*")
 	}); err != nil {
 		return err
 	}
@@ -486,7 +488,7 @@ func (c *Cache) installNodeFiles(ctx context.Context, in *nodeImageInputs, root 
 // OCI spec with kind's createContainer hook (it gives each container its
 // own product_uuid) and without rlimits (containers inherit the node's).
 func criBaseSpec(ctx context.Context, ctr, arch string) ([]byte, error) {
-	out, err := RunOutput(ctx, ctr, "oci", "spec", "--platform", "linux/"+arch)
+	out, err := hostcmd.RunOutput(ctx, ctr, "oci", "spec", "--platform", "linux/"+arch)
 	if err != nil {
 		return nil, err
 	}
@@ -705,7 +707,7 @@ func packRootfsLayer(ctx context.Context, root, out string) (ociLayerMeta, error
 			"--sort=name", "-cf", "-", ".")
 		cmd.Stdout, cmd.Stderr = w, &stderr
 		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("tar %s: %w: %s", root, err, LastLines(stderr.String(), 10))
+			return fmt.Errorf("tar %s: %w: %s", root, err, hostcmd.LastLines(stderr.String(), 10))
 		}
 		return nil
 	})
@@ -756,7 +758,7 @@ func (c *Cache) loadNodeImage(ctx context.Context, dir, ref string) (err error) 
 	if err != nil {
 		return err
 	}
-	if out, err := RunOutput(ctx, "docker", "image", "inspect", "--format", "{{.Id}}", ref); err == nil && strings.TrimSpace(string(out)) == id.String() {
+	if out, err := hostcmd.RunOutput(ctx, "docker", "image", "inspect", "--format", "{{.Id}}", ref); err == nil && strings.TrimSpace(string(out)) == id.String() {
 		c.Log.Debugf("node image %s already loaded", ref)
 		return nil
 	}
@@ -774,9 +776,9 @@ func (c *Cache) loadNodeImage(ctx context.Context, dir, ref string) (err error) 
 	err = cmd.Run()
 	pr.CloseWithError(errors.New("docker load ended"))
 	if err != nil {
-		return fmt.Errorf("docker load %s: %w: %s", ref, err, LastLines(stderr.String(), 10))
+		return fmt.Errorf("docker load %s: %w: %s", ref, err, hostcmd.LastLines(stderr.String(), 10))
 	}
-	out, err := RunOutput(ctx, "docker", "image", "inspect", "--format", "{{.Id}}", ref)
+	out, err := hostcmd.RunOutput(ctx, "docker", "image", "inspect", "--format", "{{.Id}}", ref)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package images
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,25 +11,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cnimatrix/cnimatrix/internal/hostcmd"
 )
-
-// RunOutput runs a command and returns its stdout; the error names the
-// command and carries the end of its stderr.
-func RunOutput(ctx context.Context, name string, args ...string) ([]byte, error) {
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.Bytes(), fmt.Errorf("%s %s: %w: %s", filepath.Base(name), strings.Join(args, " "), err, LastLines(stderr.String(), 10))
-	}
-	return stdout.Bytes(), nil
-}
-
-// RunCommand is RunOutput for commands whose output is not needed.
-func RunCommand(ctx context.Context, name string, args ...string) error {
-	_, err := RunOutput(ctx, name, args...)
-	return err
-}
 
 // RootfsImport says which images to put into a root filesystem's containerd store.
 type RootfsImport struct {
@@ -110,14 +93,14 @@ disabled_plugins = [
 		if err != nil {
 			_, _ = logf.Seek(0, io.SeekStart)
 			b, _ := io.ReadAll(logf)
-			err = fmt.Errorf("%w\ncontainerd log:\n%s", err, LastLines(string(b), 15))
+			err = fmt.Errorf("%w\ncontainerd log:\n%s", err, hostcmd.LastLines(string(b), 15))
 		}
 	}()
 	ctr := filepath.Join(in.HostContainerd, "ctr")
 	// Wait for the socket to answer, with backoff.
 	delay := 50 * time.Millisecond
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		if _, verr := RunOutput(ctx, ctr, "--address", sock, "version"); verr == nil {
+		if _, verr := hostcmd.RunOutput(ctx, ctr, "--address", sock, "version"); verr == nil {
 			break
 		} else if time.Now().After(deadline) {
 			return fmt.Errorf("containerd did not answer: %w", verr)
@@ -139,10 +122,10 @@ disabled_plugins = [
 		args = append(args, "--no-unpack", "--digests")
 	}
 	args = append(args, "--platform", "linux/"+in.Arch, in.Archive)
-	if _, err := RunOutput(ctx, ctr, args...); err != nil {
+	if _, err := hostcmd.RunOutput(ctx, ctr, args...); err != nil {
 		return err
 	}
-	out, err := RunOutput(ctx, ctr, "--address", sock, "--namespace", "k8s.io", "images", "list", "-q")
+	out, err := hostcmd.RunOutput(ctx, ctr, "--address", sock, "--namespace", "k8s.io", "images", "list", "-q")
 	if err != nil {
 		return err
 	}

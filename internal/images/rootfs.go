@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/cnimatrix/cnimatrix/internal/hostcmd"
 )
 
 // RootfsSpec says which Debian root filesystem to build.
@@ -159,7 +161,7 @@ func runMmdebstrap(ctx context.Context, c *Cache, spec RootfsSpec, sources []str
 	err = cmd.Run()
 	_, _ = logf.Write(out.Bytes())
 	if err != nil {
-		return fmt.Errorf("mmdebstrap %s/%s %s: %w\n%s", spec.Suite, darch, spec.Variant, err, LastLines(out.String(), 25))
+		return fmt.Errorf("mmdebstrap %s/%s %s: %w\n%s", spec.Suite, darch, spec.Variant, err, hostcmd.LastLines(out.String(), 25))
 	}
 	return nil
 }

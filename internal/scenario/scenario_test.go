@@ -14,6 +14,7 @@ import (
 	"github.com/cnimatrix/cnimatrix/internal/images"
 	"github.com/cnimatrix/cnimatrix/internal/install"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
+	"github.com/cnimatrix/cnimatrix/internal/repo"
 )
 
 func load(t *testing.T, body string) (*Scenario, error) {
@@ -375,7 +376,7 @@ func TestReuseClusters(t *testing.T) {
 // offline CNI's own, but for the image: an upgrade-path cell upgrades the
 // CNI's build, nothing else.
 func TestRebuildManifestMatchesFlannel(t *testing.T) {
-	root, err := images.RepoRoot()
+	root, err := repo.Root()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +419,7 @@ func TestRebuildManifestMatchesFlannel(t *testing.T) {
 }
 
 func TestCalicoOptionsTriedOnTheManifests(t *testing.T) {
-	root, err := images.RepoRoot()
+	root, err := repo.Root()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +449,7 @@ func TestCalicoOptionsTriedOnTheManifests(t *testing.T) {
 }
 
 func TestCalicoOperatorInstall(t *testing.T) {
-	root, err := images.RepoRoot()
+	root, err := repo.Root()
 	if err != nil {
 		t.Fatal(err)
 	}

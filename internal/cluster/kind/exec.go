@@ -10,8 +10,10 @@ import (
 	"strings"
 	"time"
 
+	kindexec "sigs.k8s.io/kind/pkg/exec"
+
 	"github.com/cnimatrix/cnimatrix/internal/cluster"
-	"github.com/cnimatrix/cnimatrix/internal/images"
+	"github.com/cnimatrix/cnimatrix/internal/hostcmd"
 )
 
 // CheckDocker fails with a message a user can act on when the docker CLI is
@@ -38,42 +40,31 @@ func CheckDocker(ctx context.Context) error {
 	return nil
 }
 
-// docker runs the docker CLI and returns its stdout. The error carries the
-// command and its stderr, which is where docker explains itself.
+// docker runs the docker CLI and returns its stdout. The error is kind's
+// exec.RunError (the command and its combined output), with docker's
+// stderr, where docker explains itself, in its message.
 func docker(ctx context.Context, args ...string) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd := kindexec.CommandContext(ctx, "docker", args...)
+	cmd.SetStdout(&stdout)
+	cmd.SetStderr(&stderr)
 	if err := cmd.Run(); err != nil {
-		return stdout.Bytes(), &dockerError{args: args, stderr: strings.TrimSpace(stderr.String()), err: err}
+		if s := strings.TrimSpace(stderr.String()); s != "" {
+			return stdout.Bytes(), fmt.Errorf("%w: %s", err, s)
+		}
+		return stdout.Bytes(), err
 	}
 	return stdout.Bytes(), nil
 }
 
-type dockerError struct {
-	args   []string
-	stderr string
-	err    error
-}
-
-func (e *dockerError) Error() string {
-	msg := fmt.Sprintf("docker %s: %v", strings.Join(e.args, " "), e.err)
-	if e.stderr != "" {
-		msg += ": " + e.stderr
-	}
-	return msg
-}
-
-func (e *dockerError) Unwrap() error { return e.err }
-
 // isNoSuchObject reports whether err is docker saying that the network,
 // container or image asked for does not exist.
 func isNoSuchObject(err error) bool {
-	var de *dockerError
-	if !errors.As(err, &de) {
+	re, ok := errors.AsType[*kindexec.RunError](err)
+	if !ok {
 		return false
 	}
-	s := strings.ToLower(de.stderr)
+	s := strings.ToLower(string(re.Output))
 	return strings.Contains(s, "no such") || strings.Contains(s, "not found")
 }
 
@@ -102,7 +93,7 @@ func (d dockerExec) Run(ctx context.Context, stdout, stderr io.Writer, argv ...s
 	if err := cmd.Run(); err != nil {
 		msg := fmt.Sprintf("exec %q on %s: %v", strings.Join(argv, " "), d.container, err)
 		if s := strings.TrimSpace(errBuf.String()); s != "" {
-			msg += ": " + images.LastLines(s, 10)
+			msg += ": " + hostcmd.LastLines(s, 10)
 		}
 		return fmt.Errorf("%s: %w", msg, err)
 	}

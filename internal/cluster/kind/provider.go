@@ -22,7 +22,7 @@ import (
 	kindlog "sigs.k8s.io/kind/pkg/log"
 
 	"github.com/cnimatrix/cnimatrix/internal/cluster"
-	"github.com/cnimatrix/cnimatrix/internal/images"
+	"github.com/cnimatrix/cnimatrix/internal/hostcmd"
 	"github.com/cnimatrix/cnimatrix/internal/logx"
 )
 
@@ -355,7 +355,7 @@ func waitAPIServer(ctx context.Context, c *cluster.Cluster) error {
 // keeps in its RunError but does not print.
 func withOutput(err error) error {
 	if re := kindexec.RunErrorForError(err); re != nil && len(re.Output) > 0 {
-		return fmt.Errorf("%w\n%s", err, images.LastLines(string(re.Output), 25))
+		return fmt.Errorf("%w\n%s", err, hostcmd.LastLines(string(re.Output), 25))
 	}
 	return err
 }

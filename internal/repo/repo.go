@@ -1,4 +1,6 @@
-package images
+// Package repo finds the cnimatrix source tree, which fixtures, local
+// manifests and some image builds are made from.
+package repo
 
 import (
 	"errors"
@@ -9,17 +11,17 @@ import (
 	"golang.org/x/mod/modfile"
 )
 
-// RepoModule is the module path that identifies the cnimatrix source tree.
-const RepoModule = "github.com/cnimatrix/cnimatrix"
+// Module is the module path that identifies the cnimatrix source tree.
+const Module = "github.com/cnimatrix/cnimatrix"
 
-// RepoRoot finds the cnimatrix source tree, whose files some products are
+// Root finds the cnimatrix source tree, whose files some products are
 // built from (our pause, say): $CNIMATRIX_ROOT when set, else the nearest
 // directory at or above the working directory whose go.mod declares
-// RepoModule. Tests run in their package directory, so they find it too.
-func RepoRoot() (string, error) {
+// Module. Tests run in their package directory, so they find it too.
+func Root() (string, error) {
 	if root := os.Getenv("CNIMATRIX_ROOT"); root != "" {
 		if !isRepoRoot(root) {
-			return "", fmt.Errorf("CNIMATRIX_ROOT=%s: no go.mod of module %s there", root, RepoModule)
+			return "", fmt.Errorf("CNIMATRIX_ROOT=%s: no go.mod of module %s there", root, Module)
 		}
 		return filepath.Abs(root)
 	}
@@ -35,11 +37,11 @@ func RepoRoot() (string, error) {
 			break
 		}
 	}
-	return "", errors.New("find cnimatrix source tree: no go.mod of module " + RepoModule +
+	return "", errors.New("find cnimatrix source tree: no go.mod of module " + Module +
 		" at or above " + wd + "; run from the repository or set CNIMATRIX_ROOT")
 }
 
 func isRepoRoot(dir string) bool {
 	data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-	return err == nil && modfile.ModulePath(data) == RepoModule
+	return err == nil && modfile.ModulePath(data) == Module
 }

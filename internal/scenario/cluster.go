@@ -1,0 +1,78 @@
+package scenario
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/cnimatrix/cnimatrix/internal/catalog"
+)
+
+// kubernetes parses the Kubernetes versions (default: the catalog's).
+func (v *validator) kubernetes(raw *rawScenario, s *Scenario, cat *catalog.Catalog) {
+	if len(raw.Kubernetes) == 0 {
+		s.Kubernetes = []string{cat.DefaultKubernetes()}
+	}
+	for _, k := range raw.Kubernetes {
+		if !cat.HasKubernetes(k.V) {
+			v.add(k.Line, "unknown Kubernetes version %q (known: %s)", k.V, strings.Join(cat.KubernetesVersions(), ", "))
+		}
+		s.Kubernetes = append(s.Kubernetes, k.V)
+	}
+}
+
+// arches parses the arches (default: the host's).
+func (v *validator) arches(raw *rawScenario, s *Scenario) {
+	if len(raw.Arch) == 0 {
+		s.Arch = []string{HostArch()}
+	}
+	for _, a := range raw.Arch {
+		if a.V != "amd64" && a.V != "arm64" {
+			v.add(a.Line, "unknown arch %q (known: amd64, arm64)", a.V)
+		}
+		s.Arch = append(s.Arch, a.V)
+	}
+}
+
+// provider parses the provider: kind, qemu or auto (kind for the host's
+// arch, QEMU VM workers for the other).
+func (v *validator) provider(raw *rawScenario, s *Scenario) {
+	s.Provider = raw.Provider.V
+	if s.Provider == "" {
+		s.Provider = "auto"
+	}
+	switch s.Provider {
+	case "auto", "kind", "qemu":
+	default:
+		v.add(raw.Provider.Line, "unknown provider %q (known: auto, kind, qemu)", s.Provider)
+	}
+	if s.Provider == "kind" {
+		for _, a := range raw.Arch {
+			if a.V != HostArch() && (a.V == "amd64" || a.V == "arm64") {
+				v.add(a.Line, "provider kind cannot run %s nodes on this %s host: kind nodes under qemu-user emulation run %s binaries natively and break iptables, so they would hide exactly the failures cnimatrix looks for; use provider qemu (or auto)", a.V, HostArch(), HostArch())
+			}
+		}
+	}
+}
+
+// nodes parses the node count and the pod and service networks.
+func (v *validator) nodes(raw *rawScenario, s *Scenario) {
+	s.Nodes = 2
+	if raw.Nodes.V != "" {
+		var n int
+		if _, err := fmt.Sscanf(raw.Nodes.V, "%d", &n); err != nil || n < 1 || n > 10 || fmt.Sprint(n) != raw.Nodes.V {
+			v.add(raw.Nodes.Line, "nodes %q: want a whole number from 1 to 10", raw.Nodes.V)
+		}
+		s.Nodes = n
+	}
+	s.PodSubnet = orDefault(raw.PodSubnet.V, "10.244.0.0/16")
+	s.ServiceSub = orDefault(raw.ServiceSubnet.V, "10.96.0.0/16")
+	for _, c := range []struct {
+		s    str
+		name string
+	}{{raw.PodSubnet, "podSubnet"}, {raw.ServiceSubnet, "serviceSubnet"}} {
+		if c.s.V != "" && !regexp.MustCompile(`^\d+\.\d+\.\d+\.\d+/\d+$`).MatchString(c.s.V) {
+			v.add(c.s.Line, "%s %q: want an IPv4 CIDR like 10.244.0.0/16", c.name, c.s.V)
+		}
+	}
+}
