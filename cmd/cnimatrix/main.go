@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -102,6 +103,20 @@ Exit status: 0 all cells as expected, 1 some cell not as expected,
 		}
 	}
 	root.AddCommand(newRunCmd(g), newReportCmd(), newDiffCmd(), newImagesCmd(g), newVersionCmd(), newGCCmd(g), newAuditCmd(g), newCatalogCmd(g))
+	// A verb that does not exist is bad input, with the list of verbs.
+	root.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		var verbs []string
+		for _, c := range cmd.Commands() {
+			if c.IsAvailableCommand() {
+				verbs = append(verbs, c.Name())
+			}
+		}
+		return badInput("unknown command %q (commands: %s; cnimatrix --help)", args[0], strings.Join(verbs, ", "))
+	}
+	root.RunE = func(cmd *cobra.Command, args []string) error { return cmd.Help() }
 	return root
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -115,6 +116,9 @@ cluster; it does not go with --keep.`,
 			}
 			if reuse && keep {
 				return badInput("--reuse-clusters and --keep do not go together: a reused cluster is uninstalled for the next cell, a kept one is left as its cell left it")
+			}
+			if fi, err := os.Stat(out); err == nil && !fi.IsDir() {
+				return badInput("--out %s is a file; it names the directory for the matrix files", out)
 			}
 			pf, err := engine.ParsePreflight(preflight)
 			if err != nil {

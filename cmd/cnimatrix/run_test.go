@@ -138,3 +138,47 @@ func TestRunDryRunPrintsPlansWithoutDocker(t *testing.T) {
 		t.Errorf("skipped cells (exit %d, %v):\n%s", code, err, out)
 	}
 }
+
+// The whole Calico matrix plans without Docker and without its manifests:
+// with an empty manifest cache and no pins lock, every version that needs
+// a download is printed as not runnable yet, saying how to fix it, and the
+// dry run exits 0; a real run of the same file is refused (exit 2).
+func TestRunDryRunOfCalicoMatrixWithoutManifests(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+	t.Setenv("CNIMATRIX_CACHE", t.TempDir())
+	t.Setenv("CNIMATRIX_PINS", filepath.Join(t.TempDir(), "pins.lock"))
+	code, out, stderr, err := runCLI(t, "run", "../../scenarios/calico-arm64.yaml", "--dry-run")
+	if code != 0 {
+		t.Fatalf("exit %d: %v\n%s%s", code, err, out, stderr)
+	}
+	for _, want := range []string{
+		"scenario calico-arm64: 72 cells (dry run: nothing is created)",
+		"calico-v3.32.1_k8s-v1.37.2_arm64_qemu\n  cluster:  control plane amd64 (kind node), 1 worker(s) arm64 (QEMU VM)",
+		"cannot run yet: calico v3.32.1: manifest not in the manifest cache",
+		"cannot run yet: calico v3.15.5: manifest not pinned",
+		"calico-v3.18.6_k8s-v1.37.2_arm64_qemu\n  skipped, no cluster: calico v3.18.6 cannot run on Kubernetes v1.37.2",
+		"a run of this scenario is refused until then",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan lacks %q", want)
+		}
+	}
+	if code, stderr := runBad(t, "run", "../../scenarios/calico-arm64.yaml"); code != exitBadInput || !strings.Contains(stderr, "calico-arm64.yaml:23: calico v3.15.5: manifest not pinned") {
+		t.Errorf("a real run: exit %d, %s", code, stderr)
+	}
+}
+
+// An unknown verb and an --out that is a file are bad input (exit 2), the
+// first with the list of verbs.
+func TestUnknownVerbAndOutFileExitTwo(t *testing.T) {
+	if code, stderr := runBad(t, "nosuch"); code != exitBadInput || !strings.Contains(stderr, `unknown command "nosuch" (commands: `) || !strings.Contains(stderr, "run") {
+		t.Errorf("unknown verb: exit %d, %s", code, stderr)
+	}
+	file := filepath.Join(t.TempDir(), "out")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, stderr := runBad(t, "run", "../../scenarios/offline-flannel.yaml", "--out", file); code != exitBadInput || !strings.Contains(stderr, "--out "+file+" is a file") {
+		t.Errorf("--out a file: exit %d, %s", code, stderr)
+	}
+}

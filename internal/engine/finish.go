@@ -2,12 +2,14 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/cnimatrix/cnimatrix/internal/archaudit"
 	"github.com/cnimatrix/cnimatrix/internal/artifacts"
 	"github.com/cnimatrix/cnimatrix/internal/cluster"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
@@ -125,4 +127,17 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return artifacts.WriteRedacted(dst, b)
+}
+
+// writeAudit saves the cell's audit as preflight.json in its artifacts
+// folder.
+func writeAudit(dir string, rep *archaudit.Report) error {
+	if rep == nil {
+		return nil
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return artifacts.WriteRedacted(filepath.Join(dir, "preflight.json"), append(b, '\n'))
 }

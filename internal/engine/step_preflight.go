@@ -2,21 +2,15 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/cnimatrix/cnimatrix/internal/archaudit"
-	"github.com/cnimatrix/cnimatrix/internal/artifacts"
 	"github.com/cnimatrix/cnimatrix/internal/calico"
 	"github.com/cnimatrix/cnimatrix/internal/diagnose"
-	"github.com/cnimatrix/cnimatrix/internal/images"
 	"github.com/cnimatrix/cnimatrix/internal/logx"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
@@ -212,96 +206,4 @@ func containerOf(f archaudit.Finding) string {
 		return "init container " + f.Container
 	}
 	return "container " + f.Container
-}
-
-// writeAudit saves the cell's audit as preflight.json in its artifacts
-// folder.
-func writeAudit(dir string, rep *archaudit.Report) error {
-	if rep == nil {
-		return nil
-	}
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	return artifacts.WriteRedacted(filepath.Join(dir, "preflight.json"), append(b, '\n'))
-}
-
-// pushFixtures pushes the seed fixtures (images.FlexvolImages) and the
-// offline CNI's other builds (images.FlannelRebuild) that the
-// scenario's manifests name into the run's registry, under the names the
-// manifests use. Unlike the harness's images they are never preloaded: the
-// nodes pull them. A manifest that cannot be read is left to the cell's
-// cni-install phase to report.
-func (e *Engine) pushFixtures(ctx context.Context, s *scenario.Scenario) error {
-	want := map[string]string{}   // name in the manifest -> fixture
-	builds := map[string]string{} // name in the manifest -> flannel build version
-	for _, path := range s.ManifestPaths() {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			continue
-		}
-		imgs, err := archaudit.ManifestImages(data)
-		if err != nil {
-			continue
-		}
-		for _, im := range imgs {
-			ref := im.Ref
-			if to, ok := s.CNI.ImageOverrides[ref]; ok {
-				ref = to
-			}
-			if fx := images.FixtureRef(ref); fx != "" {
-				want[ref] = fx
-			}
-			if b := images.FlannelBuildFor(ref); b != "" && b != images.FlannelVersion {
-				builds[ref] = b // FlannelVersion is a harness image, pushed already
-			}
-		}
-	}
-	for ref, version := range builds {
-		if err := e.pushOnce(ctx, ref, func() (v1.ImageIndex, error) {
-			return e.cache.FlannelBuildIndex(ctx, version, ImageArches)
-		}); err != nil {
-			return err
-		}
-	}
-	if len(want) == 0 {
-		return nil
-	}
-	fixtures, err := e.cache.FlexvolImages(ctx)
-	if err != nil {
-		return fmt.Errorf("seed fixtures: %w", err)
-	}
-	for ref, fx := range want {
-		if err := e.pushOnce(ctx, ref, func() (v1.ImageIndex, error) { return fixtures[fx], nil }); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// pushOnce pushes the image build makes under ref, unless this run pushed
-// ref already. Cells pushing the same ref at once share one push; other
-// refs are pushed beside it.
-func (e *Engine) pushOnce(ctx context.Context, ref string, build func() (v1.ImageIndex, error)) error {
-	e.mu.Lock()
-	done := e.pushed[ref]
-	e.mu.Unlock()
-	if done {
-		return nil
-	}
-	_, err, _ := e.builds.Do("push|"+ref, func() (any, error) {
-		idx, err := build()
-		if err != nil {
-			return nil, fmt.Errorf("image %s: %w", ref, err)
-		}
-		if err := e.registry.Push(ctx, ref, idx); err != nil {
-			return nil, fmt.Errorf("push %s: %w", ref, err)
-		}
-		e.mu.Lock()
-		e.pushed[ref] = true
-		e.mu.Unlock()
-		return nil, nil
-	})
-	return err
 }

@@ -1,6 +1,12 @@
 // Package images builds, offline, every image a scenario needs: Kubernetes
 // binaries, kind node images, workload and CNI images, and serves them from a
 // local registry. Every product is cached under a key derived from its inputs.
+//
+// Its tests run the built workload images in Docker with testcontainers-go
+// (start, wait for the HTTP port, exec, remove), with the reaper off: the
+// reaper is an image pulled from Docker Hub, which no machine here reaches.
+// The registry is not a container but Go in the test's process
+// (StartRegistry), so nothing there is for testcontainers to run.
 package images
 
 import (

@@ -16,6 +16,11 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+	"github.com/moby/moby/api/types/container"
+	"github.com/testcontainers/testcontainers-go"
+	tcexec "github.com/testcontainers/testcontainers-go/exec"
+	tclog "github.com/testcontainers/testcontainers-go/log"
+	"github.com/testcontainers/testcontainers-go/wait"
 )
 
 // TestWorkloadScriptsParse runs the shell's syntax check over the scripts
@@ -171,43 +176,68 @@ func workloadLoad(t *testing.T, c *Cache, ii v1.ImageIndex, arch, tag string) {
 
 // TestWorkloadImagesInDocker runs both architectures of nginx and probe:
 // arm64 under qemu-user (binfmt), which shows the binaries are complete.
+// The containers are run by testcontainers-go (started, waited for,
+// exec'd into, removed when the test ends) from the images loaded into
+// Docker; its reaper is off, being an image no registry here can serve.
 func TestWorkloadImagesInDocker(t *testing.T) {
 	c := workloadTestCache(t)
 	workloadNeedDocker(t)
+	t.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
 	imgs, err := c.WorkloadImages(context.Background(), []string{"amd64", "arm64"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, arch := range []string{"amd64", "arm64"} {
 		t.Run("nginx-"+arch, func(t *testing.T) {
+			ctx := context.Background()
 			tag := "docker.io/cnimatrix/nginx:test-" + arch
 			workloadLoad(t, c, imgs[NginxImage], arch, tag)
 			host := "nginx-pod-" + arch
-			id := workloadDockerRun(t, "run", "-d", "--rm", "--platform", "linux/"+arch, "--hostname", host, "-p", "127.0.0.1::80", tag)
-			t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", id).Run() })
-			addr := workloadDockerRun(t, "port", id, "80/tcp")
-			if i := strings.IndexByte(addr, '\n'); i > 0 {
-				addr = addr[:i]
+			t0 := time.Now()
+			// The arm64 container starts slowly under emulation.
+			ctr, err := testcontainers.Run(ctx, tag,
+				testcontainers.WithImagePlatform("linux/"+arch),
+				testcontainers.WithConfigModifier(func(cfg *container.Config) { cfg.Hostname = host }),
+				testcontainers.WithExposedPorts("80/tcp"),
+				testcontainers.WithWaitStrategyAndDeadline(time.Minute, wait.ForHTTP("/healthz").WithPort("80/tcp")),
+				testcontainers.WithLogger(tclog.TestLogger(t)),
+			)
+			testcontainers.CleanupContainer(t, ctr, testcontainers.StopTimeout(time.Second))
+			if err != nil {
+				t.Fatal(err)
 			}
-			body, took := workloadGet(t, "http://"+addr+"/")
-			t.Logf("%s: GET / -> %q after %s", arch, body, took.Truncate(time.Millisecond))
+			addr, err := ctr.PortEndpoint(ctx, "80/tcp", "http")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := workloadGet(t, addr+"/")
+			t.Logf("%s: GET / -> %q, %s after the container was asked for", arch, body, time.Since(t0).Truncate(time.Millisecond))
 			if body != host+"\n" {
 				t.Errorf("body %q, want the hostname %q", body, host)
 			}
-			if hz, _ := workloadGet(t, "http://"+addr+"/healthz"); hz != "ok\n" {
+			if hz, _ := workloadGet(t, addr+"/healthz"); hz != "ok\n" {
 				t.Errorf("/healthz: %q", hz)
 			}
 			// The image has a shell but no coreutils.
-			if m := workloadDockerRun(t, "exec", id, "sh", "-c", "read -r m </proc/sys/kernel/osrelease && echo $m"); m == "" {
+			if m := containerExec(t, ctr, "sh", "-c", "read -r m </proc/sys/kernel/osrelease && echo $m"); m == "" {
 				t.Error("exec into nginx failed")
 			}
 		})
 		t.Run("probe-"+arch, func(t *testing.T) {
+			ctx := context.Background()
 			tag := "docker.io/cnimatrix/probe:test-" + arch
 			workloadLoad(t, c, imgs[ProbeImage], arch, tag)
-			id := workloadDockerRun(t, "run", "-d", "--rm", "--platform", "linux/"+arch, tag)
-			t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", id).Run() })
-			if st := workloadDockerRun(t, "inspect", "--format", "{{.State.Running}} {{.Config.Cmd}}", id); st != "true [/usr/bin/sleep infinity]" {
+			ctr, err := testcontainers.Run(ctx, tag, testcontainers.WithImagePlatform("linux/"+arch), testcontainers.WithLogger(tclog.TestLogger(t)))
+			// sleep, as PID 1, ignores SIGTERM: do not wait for it.
+			testcontainers.CleanupContainer(t, ctr, testcontainers.StopTimeout(time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := ctr.Inspect(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := fmt.Sprint(info.State.Running, " ", info.Config.Cmd); st != "true [/usr/bin/sleep infinity]" {
 				t.Errorf("probe state %q", st)
 			}
 			if out := workloadDockerRun(t, "run", "--rm", "--platform", "linux/"+arch, tag, "sh", "-c", "echo args replace the sleep"); out != "args replace the sleep" {
@@ -222,7 +252,7 @@ func TestWorkloadImagesInDocker(t *testing.T) {
 				{"ip", "-V"},
 				{"uname", "-m"},
 			} {
-				out := workloadDockerRun(t, append([]string{"exec", id}, cmd...)...)
+				out := containerExec(t, ctr, cmd...)
 				first, _, _ := strings.Cut(out, "\n")
 				t.Logf("%s: %s -> %s", arch, strings.Join(cmd, " "), first)
 				if cmd[0] == "uname" && out != map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[arch] {
@@ -231,6 +261,23 @@ func TestWorkloadImagesInDocker(t *testing.T) {
 			}
 		})
 	}
+}
+
+// containerExec runs cmd in ctr and returns its output, trimmed; a command
+// that fails fails the test.
+func containerExec(t *testing.T, ctr testcontainers.Container, cmd ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	code, r, err := ctr.Exec(ctx, cmd, tcexec.Multiplexed())
+	var out []byte
+	if r != nil {
+		out, _ = io.ReadAll(r)
+	}
+	if err != nil || code != 0 {
+		t.Fatalf("exec %s: exit %d, %v\n%s", strings.Join(cmd, " "), code, err, out)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // workloadGet polls url until it answers 200 (the arm64 container starts

@@ -2,7 +2,7 @@ package scenario
 
 import (
 	"fmt"
-	"regexp"
+	"net/netip"
 	"strings"
 
 	"github.com/cnimatrix/cnimatrix/internal/catalog"
@@ -67,12 +67,28 @@ func (v *validator) nodes(raw *rawScenario, s *Scenario) {
 	}
 	s.PodSubnet = orDefault(raw.PodSubnet.V, "10.244.0.0/16")
 	s.ServiceSub = orDefault(raw.ServiceSubnet.V, "10.96.0.0/16")
-	for _, c := range []struct {
-		s    str
-		name string
-	}{{raw.PodSubnet, "podSubnet"}, {raw.ServiceSubnet, "serviceSubnet"}} {
-		if c.s.V != "" && !regexp.MustCompile(`^\d+\.\d+\.\d+\.\d+/\d+$`).MatchString(c.s.V) {
-			v.add(c.s.Line, "%s %q: want an IPv4 CIDR like 10.244.0.0/16", c.name, c.s.V)
+	pods := v.subnet(raw.PodSubnet, "podSubnet", s.PodSubnet)
+	services := v.subnet(raw.ServiceSubnet, "serviceSubnet", s.ServiceSub)
+	if pods.IsValid() && services.IsValid() && pods.Overlaps(services) {
+		line := raw.ServiceSubnet.Line
+		if line == 0 {
+			line = raw.PodSubnet.Line
 		}
+		v.add(line, "serviceSubnet %s overlaps podSubnet %s: a Service IP would be a pod's", services, pods)
 	}
+}
+
+// subnet parses a network of the scenario: an IPv4 CIDR whose host bits
+// are zero. The zero Prefix when it is not one (reported at its line).
+func (v *validator) subnet(f str, name, value string) netip.Prefix {
+	p, err := netip.ParsePrefix(value)
+	switch {
+	case err != nil || !p.Addr().Is4():
+		v.add(f.Line, "%s %q: want an IPv4 CIDR like 10.244.0.0/16", name, value)
+		return netip.Prefix{}
+	case p.Masked() != p:
+		v.add(f.Line, "%s %q: host bits are set; the network is %s", name, value, p.Masked())
+		return netip.Prefix{}
+	}
+	return p
 }

@@ -124,8 +124,10 @@ func (v *validator) manifestSources(raw *rawScenario) cniSources {
 		if !filepath.IsAbs(src.override) {
 			src.override = filepath.Join(filepath.Dir(v.path), src.override)
 		}
-		if _, err := os.Stat(src.override); err != nil {
+		if fi, err := os.Stat(src.override); err != nil {
 			v.add(raw.CNI.Manifest.Line, "cni.manifest %s: %v", raw.CNI.Manifest.V, errors.Unwrap(err))
+		} else if fi.IsDir() {
+			v.add(raw.CNI.Manifest.Line, "cni.manifest %s: is a directory, not a manifest file", raw.CNI.Manifest.V)
 		}
 	}
 	for ver, file := range raw.CNI.Manifests {
@@ -133,7 +135,7 @@ func (v *validator) manifestSources(raw *rawScenario) cniSources {
 		if p != "" && !filepath.IsAbs(p) {
 			p = filepath.Join(filepath.Dir(v.path), p)
 		}
-		if _, err := os.Stat(p); p == "" || err != nil {
+		if fi, err := os.Stat(p); p == "" || err != nil || fi.IsDir() {
 			v.add(file.Line, "cni.manifests: %s: %q is not a readable file", ver, file.V)
 			continue
 		}

@@ -67,16 +67,21 @@ func TestBadInputNamesFileAndLine(t *testing.T) {
 		body string
 		want string
 	}{
-		"malformed":        {"name: x\ncni: [\n", "s.yaml:"},
-		"unknown field":    {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\n  colour: red\n", `s.yaml:5: unknown field "colour"`},
-		"unknown k8s":      {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\nkubernetes:\n  - v1.99.0\n", `s.yaml:6: unknown Kubernetes version "v1.99.0"`},
-		"unknown cni ver":  {"name: x\ncni:\n  name: flannel\n  versions:\n    - v9.9.9\n", `s.yaml:5: unknown flannel version "v9.9.9"`},
-		"unknown cni":      {"name: x\ncni:\n  name: weave\n  versions: [v1]\n", `s.yaml:3: unknown CNI "weave"`},
-		"bad nodes":        {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\nnodes: two\n", `s.yaml:5: nodes "two"`},
-		"bad timeout":      {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\ntimeouts:\n  checks: soon\n", `s.yaml:6: timeouts.checks "soon"`},
-		"empty":            {"", "empty scenario file"},
-		"wrong type":       {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\narch:\n  a: b\n", "s.yaml:6:"},
-		"missing manifest": {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\n  manifest: nope.yaml\n", "s.yaml:5: cni.manifest nope.yaml"},
+		"malformed":         {"name: x\ncni: [\n", "s.yaml:"},
+		"unknown field":     {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\n  colour: red\n", `s.yaml:5: unknown field "colour"`},
+		"unknown k8s":       {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\nkubernetes:\n  - v1.99.0\n", `s.yaml:6: unknown Kubernetes version "v1.99.0"`},
+		"unknown cni ver":   {"name: x\ncni:\n  name: flannel\n  versions:\n    - v9.9.9\n", `s.yaml:5: unknown flannel version "v9.9.9"`},
+		"unknown cni":       {"name: x\ncni:\n  name: weave\n  versions: [v1]\n", `s.yaml:3: unknown CNI "weave"`},
+		"bad nodes":         {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\nnodes: two\n", `s.yaml:5: nodes "two"`},
+		"bad timeout":       {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\ntimeouts:\n  checks: soon\n", `s.yaml:6: timeouts.checks "soon"`},
+		"empty":             {"", "empty scenario file"},
+		"wrong type":        {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\narch:\n  a: b\n", "s.yaml:6:"},
+		"missing manifest":  {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\n  manifest: nope.yaml\n", "s.yaml:5: cni.manifest nope.yaml"},
+		"manifest is a dir": {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\n  manifest: .\n", "s.yaml:5: cni.manifest .: is a directory"},
+		"subnet octets":     {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\npodSubnet: 300.1.1.1/99\n", `s.yaml:5: podSubnet "300.1.1.1/99": want an IPv4 CIDR`},
+		"subnet host bits":  {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\nserviceSubnet: 10.96.0.1/16\n", `s.yaml:5: serviceSubnet "10.96.0.1/16": host bits are set; the network is 10.96.0.0/16`},
+		"subnets overlap":   {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\npodSubnet: 10.0.0.0/8\nserviceSubnet: 10.96.0.0/16\n", "s.yaml:6: serviceSubnet 10.96.0.0/16 overlaps podSubnet 10.0.0.0/8"},
+		"subnet ipv6":       {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\npodSubnet: fd00::/64\n", `s.yaml:5: podSubnet "fd00::/64": want an IPv4 CIDR`},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

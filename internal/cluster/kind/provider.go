@@ -1,6 +1,15 @@
 // Package kind is the cluster provider whose nodes are containers of the
 // host's arch, created with kind's Go API (sigs.k8s.io/kind/pkg/cluster)
 // from a node image that cnimatrix builds offline.
+//
+// testcontainers-go is not used here or in its tests: the node containers
+// are kind's to create and delete (its Go API), the Docker network is the
+// one kind's nodes expect (EnsureNetwork makes it as kind does, with a
+// subnet and gateway the VM workers share), and the rest is docker CLI
+// calls through kind's exec package (RunError carries the command and its
+// output). A testcontainers network or container would be a second owner of
+// the same objects. The e2e suite's leftover check lists what a run left by
+// its run ID, which no library does for us.
 package kind
 
 import (
