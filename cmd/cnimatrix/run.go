@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -131,7 +132,7 @@ cluster; it does not go with --keep.`,
 			log.Infof("scenario %s: %d cells", suite.Name(), len(suite.Cells))
 			eng, err := engine.Start(ctx, engine.Options{
 				Log: log, CacheDir: g.cacheDir, Keep: keep,
-				ArtifactsDir: artifacts.Dir(artifactsDir),
+				ArtifactsDir: artifacts.Dir(cmp.Or(artifactsDir, filepath.Join(out, "artifacts"))),
 				WorkDir:      filepath.Join(out, "clusters"),
 				Preflight:    pf,
 				Soak:         soak, SoakInterval: soakEvery, SoakMinAvailability: soakMin,
@@ -168,7 +169,7 @@ cluster; it does not go with --keep.`,
 		},
 	}
 	cmd.Flags().StringVarP(&out, "out", "o", "_out", "directory for matrix.json, matrix.md, matrix.xml, matrix.html")
-	cmd.Flags().StringVar(&artifactsDir, "artifacts", "_out/artifacts", "directory for per-cell artifacts of failed cells ($ARTIFACTS overrides)")
+	cmd.Flags().StringVar(&artifactsDir, "artifacts", "", "directory for per-cell artifacts of failed cells (default <out>/artifacts; $ARTIFACTS overrides)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate the scenario and print each cell's plan (cluster, manifest and pin, edits, images and where each comes from, checks, expected outcome); creates nothing, needs no Docker engine")
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep clusters after the run for debugging (prints how to reach them)")
 	cmd.Flags().StringArrayVar(&filters, "filter", nil, "run only matching cells: k8s=v1.37.2, arch=amd64, provider=kind, cni=flannel, <cni>=<version> (repeatable; all must match)")

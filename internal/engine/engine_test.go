@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/cnimatrix/cnimatrix/internal/logx"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
 )
@@ -91,4 +94,24 @@ func TestOverrideImages(t *testing.T) {
 	if cs[0].(map[string]any)["image"] != "a:2" || cs[1].(map[string]any)["image"] != "b:1" {
 		t.Fatalf("containers after override: %v", cs)
 	}
+}
+
+// An earlier run's artifacts of a cell are moved aside, not deleted.
+func TestKeepEarlierArtifacts(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cell")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pods.yaml"), []byte("evidence"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	keepEarlierArtifacts(logx.Discard(), dir)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the earlier folder is still where this run writes: %v", err)
+	}
+	kept, _ := filepath.Glob(dir + ".*/pods.yaml")
+	if len(kept) != 1 {
+		t.Fatalf("earlier artifacts not kept aside: %v", kept)
+	}
+	keepEarlierArtifacts(logx.Discard(), dir) // nothing there: nothing to do
 }

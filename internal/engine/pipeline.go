@@ -125,8 +125,7 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 	c.result = &matrix.Result{Cell: cell, ID: cell.ID(), Outcome: matrix.Unknown, Start: t0.UTC(), Fidelity: matrix.FidelityNative,
 		Images: plan.ImagesFrom, ManifestPin: plan.Pin}
 	if e.opts.ArtifactsDir != "" {
-		// A folder left by an earlier run of this cell would be mistaken for this run's.
-		_ = os.RemoveAll(filepath.Join(e.opts.ArtifactsDir, cell.ID()))
+		keepEarlierArtifacts(c.log, filepath.Join(e.opts.ArtifactsDir, cell.ID()))
 	}
 	switch {
 	case plan.provider == nil:
@@ -257,4 +256,20 @@ func firstLine(s string) string {
 		}
 	}
 	return s
+}
+
+// keepEarlierArtifacts moves a folder an earlier run left for this cell
+// aside (dir.<its time>), so it is not mistaken for this run's and not
+// lost: it may be the only evidence of a failure.
+func keepEarlierArtifacts(log *logx.Logger, dir string) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return
+	}
+	aside := dir + "." + fi.ModTime().UTC().Format("20060102T150405Z")
+	if err := os.Rename(dir, aside); err != nil {
+		log.Infof("artifacts of an earlier run in %s could not be moved aside (%v): this run's are written over them", dir, err)
+		return
+	}
+	log.Infof("artifacts of an earlier run of this cell kept in %s", aside)
 }
