@@ -413,23 +413,48 @@ func (p *Provider) List(ctx context.Context) ([]string, error) {
 
 var vmNameRe = regexp.MustCompile(`^(` + regexp.QuoteMeta(cluster.NamePrefix) + `.*)-` + Arch + `-[0-9]+$`)
 
-// GC ends every VM and tap cnimatrix left behind (its clusters' kind nodes
-// are the kind provider's to delete).
-func GC(ctx context.Context, log *logx.Logger) error {
-	err := killStrays(ctx, func(name string) bool {
-		if vmNameRe.MatchString(name) {
-			log.Infof("stopping VM %s", name)
+// keptTap reports whether tap belongs to a cluster whose taps are kept
+// (their prefixes).
+func keptTap(tap string, prefixes map[string]bool) bool {
+	for p := range prefixes {
+		if strings.HasPrefix(tap, p) {
 			return true
 		}
-		return false
+	}
+	return false
+}
+
+// GC ends every VM and tap cnimatrix left behind (its clusters' kind nodes
+// are the kind provider's to delete).
+func GC(ctx context.Context, log *logx.Logger, force bool) error {
+	// A run in progress keeps its VMs and their taps, unless forced.
+	keepTaps := map[string]bool{}
+	err := killStrays(ctx, func(name string) bool {
+		m := vmNameRe.FindStringSubmatch(name)
+		if m == nil {
+			return false
+		}
+		if run := cluster.RunOf(name); run != "" && !force && cluster.RunLive(run) {
+			log.Infof("kept VM %s: run %s is in progress (cnimatrix gc --force stops it anyway)", name, run)
+			keepTaps[tapPrefix(m[1])] = true
+			return false
+		}
+		log.Infof("stopping VM %s", name)
+		return true
 	})
 	ifs, _ := net.Interfaces()
+	var errs []error
 	for _, i := range ifs {
-		if strings.HasPrefix(i.Name, tapBase) {
-			log.Infof("deleting tap %s", i.Name)
+		if !strings.HasPrefix(i.Name, tapBase) {
+			continue
 		}
+		if keptTap(i.Name, keepTaps) {
+			continue
+		}
+		log.Infof("deleting tap %s", i.Name)
+		errs = append(errs, deleteTaps(ctx, i.Name))
 	}
-	return errors.Join(err, deleteTaps(ctx, tapBase))
+	return errors.Join(append(errs, err)...)
 }
 
 // tapBase starts every tap cnimatrix makes.

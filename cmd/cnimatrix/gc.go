@@ -11,10 +11,15 @@ import (
 )
 
 func newGCCmd(g *globalFlags) *cobra.Command {
-	return &cobra.Command{
+	var force bool
+	cmd := &cobra.Command{
 		Use:   "gc",
 		Short: "Delete clusters, VMs, taps and networks that earlier runs left (e.g. with --keep)",
-		Args:  cobra.NoArgs,
+		Long: `gc deletes what runs of cnimatrix left behind: kind clusters, QEMU VMs, taps and
+Docker networks named cnimatrix-*. A run in progress holds a lock for its run ID
+(in ` + "`$TMPDIR/cnimatrix-runs`" + `) and gc leaves what it made alone, saying so; a run
+that was killed released its lock with its process. --force deletes everything.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			log := logx.Stderr(g.verbose)
@@ -22,7 +27,9 @@ func newGCCmd(g *globalFlags) *cobra.Command {
 				return usageError{err}
 			}
 			// VMs and taps first: they hang on the kind networks' bridges.
-			return errors.Join(qemu.GC(ctx, log), kindprov.GC(ctx, log))
+			return errors.Join(qemu.GC(ctx, log, force), kindprov.GC(ctx, log, force))
 		},
 	}
+	cmd.Flags().BoolVar(&force, "force", false, "also delete what runs in progress made")
+	return cmd
 }

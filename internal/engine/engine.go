@@ -75,6 +75,7 @@ type Engine struct {
 	qemu     *qemu.Provider
 
 	stopRegistry context.CancelFunc
+	releaseRun   func()
 
 	// builds runs each shared build once, whichever cells ask for it at
 	// the same time; two cells needing different images build in parallel.
@@ -107,6 +108,10 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{opts: opts, log: opts.Log, cache: cache, runID: newRunID(), nodeImages: map[string]string{}, pushed: map[string]bool{}, pool: map[string][]*pooled{}, remaining: map[string]int{}}
+	// While the run lives, `cnimatrix gc` leaves what it makes alone.
+	if e.releaseRun, err = cluster.HoldRun(e.runID); err != nil {
+		return nil, &HostError{Err: err}
+	}
 	e.kind = kindprov.New(opts.Log)
 	e.qemu = qemu.NewProvider(opts.Log, cache, e.kind)
 	e.network = cluster.NamePrefix + "net-" + e.runID
@@ -114,6 +119,7 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	gw, _, err := kindprov.EnsureNetwork(ctx, e.network)
 	done(err)
 	if err != nil {
+		e.releaseRun()
 		return nil, &HostError{Err: fmt.Errorf("create docker network: %w", err)}
 	}
 	e.gateway = gw
@@ -125,6 +131,7 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		stopReg()
 		_ = kindprov.DeleteNetwork(context.WithoutCancel(ctx), e.network)
+		e.releaseRun()
 		return nil, &HostError{Err: fmt.Errorf("start local registry: %w", err)}
 	}
 	e.registry = reg
@@ -159,6 +166,9 @@ func (e *Engine) Close(ctx context.Context) error {
 		if err := kindprov.DeleteNetwork(ctx, e.network); err != nil {
 			errs = append(errs, fmt.Errorf("delete network %s: %w", e.network, err))
 		}
+	}
+	if e.releaseRun != nil {
+		e.releaseRun()
 	}
 	return errors.Join(errs...)
 }
