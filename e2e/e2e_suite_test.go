@@ -149,6 +149,9 @@ func TestE2E(t *testing.T) {
 // in one process, in order, and that process's reuse plan holds.
 var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 	st := hostState{Volumes: dockerList(GinkgoT(), "volume", "ls", "-q"), Taps: taps(GinkgoT())}
+	// The run IDs of this suite's processes are collected here; an earlier
+	// suite's are not this one's to check.
+	Expect(os.RemoveAll(filepath.Join(outDir, "run-ids"))).To(Succeed())
 	startEngine(ctx)
 	b, err := json.Marshal(st)
 	Expect(err).NotTo(HaveOccurred())

@@ -67,15 +67,15 @@ type Step struct {
 
 // StepResult is what a step returns.
 type StepResult struct {
-	// Skipped: the step does not run, recorded as a skipped phase with
-	// this reason; the journey goes on.
-	Skipped  string
 	Evidence []matrix.Evidence
 	// Err is why the step failed; nil when it passed.
 	Err error
 	// Cause is the root cause when the step knows it (a diagnose class);
 	// diagnosis reads it before any text.
 	Cause string
+	// Infra: this failure is the harness's or the host's, though the
+	// step's failures usually are not (a node that never registered).
+	Infra bool
 	// Phases are recorded instead of one phase named after the step, by
 	// steps that run several things (a phase per check). Failed says
 	// whether one of them failed.
@@ -168,9 +168,6 @@ func (c *cellRun) run(ctx context.Context, st Step) bool {
 	done(err)
 	switch {
 	case r.Recorded:
-	case r.Skipped != "":
-		c.record(matrix.Phase{Name: st.Name, Step: st.Name, Outcome: matrix.Skipped, Start: start, DurationMS: since(start), Error: r.Skipped, Evidence: r.Evidence})
-		return true
 	case r.Phases != nil:
 		for _, p := range r.Phases {
 			c.record(p)
@@ -179,7 +176,8 @@ func (c *cellRun) run(ctx context.Context, st Step) bool {
 		p := matrix.Phase{Name: st.Name, Step: st.Name, Outcome: matrix.Pass, Start: start, DurationMS: since(start), Evidence: r.Evidence, Infra: st.Infra}
 		if r.Err != nil {
 			p.Error, p.Cause, p.Outcome = r.Err.Error(), r.Cause, matrix.Fail
-			if st.Infra {
+			if st.Infra || r.Infra {
+				p.Infra = true
 				p.Outcome = matrix.InfraError
 			}
 		}

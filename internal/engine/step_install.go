@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/cnimatrix/cnimatrix/internal/install"
@@ -23,11 +25,46 @@ var stepInstall = Step{Name: "cni-install", Run: func(ctx context.Context, c *ce
 }}
 
 // stepReady waits until the applied workloads are ready (for an operator
-// install, what the operator deploys too).
+// install, what the operator deploys too), once every node of the cluster
+// is registered: a DaemonSet's counts say nothing about a node the API
+// does not know yet (a VM worker registers late under emulation).
 var stepReady = Step{Name: "cni-ready", Run: func(ctx context.Context, c *cellRun) StepResult {
+	if ev, err := c.waitNodesRegistered(ctx); err != nil {
+		return StepResult{Evidence: ev, Err: err, Infra: true}
+	}
 	ev, err := c.waitReady(ctx, "cni-ready")
 	return StepResult{Evidence: ev, Err: err}
 }}
+
+// waitNodesRegistered waits until every node the provider made is a Node
+// of the API.
+func (c *cellRun) waitNodesRegistered(ctx context.Context) ([]matrix.Evidence, error) {
+	wctx, cancel := context.WithTimeout(ctx, c.timeouts.CNIReady)
+	defer cancel()
+	var missing []string
+	err := install.Poll(wctx, func(ctx context.Context) (bool, error) {
+		list, err := c.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil // the API server may be restarting: poll on
+		}
+		known := map[string]bool{}
+		for _, n := range list.Items {
+			known[n.Name] = true
+		}
+		missing = missing[:0]
+		for _, n := range c.cl.Nodes {
+			if !known[n.Name] {
+				missing = append(missing, n.Name)
+			}
+		}
+		return len(missing) == 0, nil
+	})
+	if err != nil {
+		return []matrix.Evidence{{Check: "cni-ready", Source: "api", Target: strings.Join(missing, ", "), OK: false, Detail: "never registered as a Node"}},
+			fmt.Errorf("nodes %s never registered with the API server: %w", strings.Join(missing, ", "), err)
+	}
+	return nil, nil
+}
 
 // apply applies the manifest at path as configured, as phase name, and
 // remembers what it applied (the uninstall of a reused cluster, the arch

@@ -133,6 +133,13 @@ func workloadStatus(ctx context.Context, client kubernetes.Interface, w Workload
 			r.selector = ds.Spec.Selector
 			r.uid = string(ds.UID)
 		}
+		if err == nil && r.OK {
+			var want int
+			if want, err = daemonSetNodes(ctx, client, ds); err == nil && int(r.Desired) < want {
+				r.OK = false
+				r.Problem = fmt.Sprintf("scheduled on %d of the %d nodes it selects (the controller has not caught up with a node yet)", r.Desired, want)
+			}
+		}
 	case "Deployment":
 		var d *appsv1.Deployment
 		d, err = client.AppsV1().Deployments(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
