@@ -38,29 +38,41 @@ func (e *Engine) Prepare(ctx context.Context, s *scenario.Scenario) error {
 	return e.pushFixtures(ctx, s)
 }
 
+// preparedNodes is what a cell's nodes boot from.
+type preparedNodes struct {
+	// NodeImage is the kind node image of the control plane's arch.
+	NodeImage string
+	// Preload are the images put on nodes that boot from a prepared disk
+	// (nil for a provider that prepares nothing); Detail says what was
+	// prepared.
+	Preload map[string]v1.ImageIndex
+	Detail  string
+}
+
 // prepareNodes builds what a cell's nodes boot from: the kind node image
 // of its control plane's arch and, for a provider that needs one (QEMU),
-// the node disk with the harness's images preloaded. It returns the
-// provider's description of what it built, "" for none.
-func (e *Engine) prepareNodes(ctx context.Context, p *CellPlan) (string, error) {
-	if _, err := e.NodeImage(ctx, p.Cell.Kubernetes, p.controlPlaneArch()); err != nil {
-		return "", err
+// the node disk with the harness's images preloaded.
+func (e *Engine) prepareNodes(ctx context.Context, p *CellPlan) (preparedNodes, error) {
+	var out preparedNodes
+	var err error
+	if out.NodeImage, err = e.NodeImage(ctx, p.Cell.Kubernetes, p.controlPlaneArch()); err != nil {
+		return out, err
 	}
 	np, ok := p.provider.(cluster.NodePreparer)
 	if !ok {
-		return "", nil
+		return out, nil
 	}
-	pre, err := e.cellImages(ctx, p.scenario)
-	if err != nil {
-		return "", err
+	if out.Preload, err = e.cellImages(ctx, p.scenario); err != nil {
+		return out, err
 	}
 	v, err, _ := e.builds.Do("nodes|"+p.provider.Name()+"|"+p.Cell.Kubernetes+"|"+p.scenario.Path, func() (any, error) {
-		return np.PrepareNodes(ctx, cluster.Spec{KubernetesVersion: p.Cell.Kubernetes, Preload: pre})
+		return np.PrepareNodes(ctx, cluster.Spec{KubernetesVersion: p.Cell.Kubernetes, Preload: out.Preload})
 	})
 	if err != nil {
-		return "", err
+		return out, err
 	}
-	return v.(string), nil
+	out.Detail = v.(string)
+	return out, nil
 }
 
 // ImageArches are the platforms of every workload and offline-CNI image.

@@ -10,24 +10,20 @@ import (
 // exists: cached builds, cheap when Prepare ran.
 var stepImages = Step{Name: "images", Infra: true, Run: func(ctx context.Context, c *cellRun) StepResult {
 	e, p := c.e, c.plan
-	ref, err := e.NodeImage(ctx, p.Cell.Kubernetes, p.controlPlaneArch())
+	nodes, err := e.prepareNodes(ctx, p)
 	if err != nil {
 		return StepResult{Err: err}
 	}
-	c.nodeImage = ref
+	// The nodes that boot from a disk have the harness's images in it.
+	c.nodeImage, c.preload = nodes.NodeImage, nodes.Preload
 	if err := e.PushImages(ctx, p.scenario); err != nil {
 		return StepResult{Err: err}
 	}
 	if err := e.pushFixtures(ctx, p.scenario); err != nil {
 		return StepResult{Err: err}
 	}
-	detail, err := e.prepareNodes(ctx, p)
-	if err != nil || detail == "" {
-		return StepResult{Err: err}
+	if nodes.Detail == "" {
+		return StepResult{}
 	}
-	// The nodes that boot from a disk have the harness's images in it.
-	if c.preload, err = e.cellImages(ctx, p.scenario); err != nil {
-		return StepResult{Err: err}
-	}
-	return StepResult{Evidence: []matrix.Evidence{{Check: "images", Target: p.provider.Name(), OK: true, Detail: detail}}}
+	return StepResult{Evidence: []matrix.Evidence{{Check: "images", Target: p.provider.Name(), OK: true, Detail: nodes.Detail}}}
 }}
