@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/cnimatrix/cnimatrix/internal/archaudit"
 	"github.com/cnimatrix/cnimatrix/internal/install"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
 )
@@ -33,8 +34,64 @@ var stepReady = Step{Name: "cni-ready", Run: func(ctx context.Context, c *cellRu
 		return StepResult{Evidence: ev, Err: err, Infra: true}
 	}
 	ev, err := c.waitReady(ctx, "cni-ready")
+	if nr, ok := errors.AsType[*install.NotReadyError](err); ok && errors.Is(nr.Err, context.DeadlineExceeded) {
+		if waiting := flaggedNotRun(nr, c.audit); len(waiting) > 0 {
+			// The preflight predicted how these containers fail; under load
+			// an emulated node may not have run them by the deadline. The
+			// verdict must rest on what the node did (exec format error,
+			// no match for platform), the same on a busy host as on a quiet
+			// one, so the wait is given once more: it ends as soon as the
+			// runtime refuses the image.
+			c.log.Infof("cni-ready: %s not run yet, and the preflight flagged its image: waiting up to %s more for the node's own verdict", strings.Join(waiting, ", "), c.timeouts.CNIReady)
+			first := matrix.Evidence{Check: "cni-ready", Target: strings.Join(waiting, ", "), OK: false,
+				Detail: fmt.Sprintf("not run after %s, image flagged by the preflight: waited once more", nr.Waited.Truncate(time.Second))}
+			ev, err = c.waitReady(ctx, "cni-ready")
+			ev = append([]matrix.Evidence{first}, ev...)
+		}
+	}
 	return StepResult{Evidence: ev, Err: err}
 }}
+
+// flaggedNotRun names the containers of not-ready pods that have not run
+// once (no start, no termination) although the preflight flagged their
+// image as unable to run on the cell's arch.
+func flaggedNotRun(nr *install.NotReadyError, audit *archaudit.Report) []string {
+	if audit == nil {
+		return nil
+	}
+	var out []string
+	for _, w := range nr.Workloads {
+		for _, p := range w.Pods {
+			for _, ct := range p.Containers {
+				if ct.State != "waiting" || ct.Restarts > 0 || ct.LastReason != "" || !flagged(audit, w.Workload, ct) {
+					continue
+				}
+				out = append(out, fmt.Sprintf("%s %s of pod %s", containerWord(ct.Init), ct.Name, p.Name))
+			}
+		}
+	}
+	return out
+}
+
+// flagged reports whether the audit found the image of workload w's
+// container ct unable to run (no variant for the arch, or binaries of
+// another machine).
+func flagged(audit *archaudit.Report, w install.Workload, ct install.ContainerReport) bool {
+	for _, f := range audit.Findings {
+		if (f.Kind == archaudit.NoVariant || f.Kind == archaudit.Mislabeled) &&
+			strings.EqualFold(f.Workload, w.Kind+" "+w.Namespace+"/"+w.Name) && f.Container == ct.Name && f.InitContainer == ct.Init {
+			return true
+		}
+	}
+	return false
+}
+
+func containerWord(init bool) string {
+	if init {
+		return "init container"
+	}
+	return "container"
+}
 
 // waitNodesRegistered waits until every node the provider made is a Node
 // of the API.
