@@ -52,9 +52,9 @@ var stepReady = Step{Name: "cni-ready", Run: func(ctx context.Context, c *cellRu
 	return StepResult{Evidence: ev, Err: err}
 }}
 
-// flaggedNotRun names the containers of not-ready pods that have not run
-// once (no start, no termination) although the preflight flagged their
-// image as unable to run on the cell's arch.
+// flaggedNotRun names the containers of not-ready pods that have not ended
+// once (no termination, no restart, not ready) although the preflight
+// flagged their image as unable to run on the cell's arch.
 func flaggedNotRun(nr *install.NotReadyError, audit *archaudit.Report) []string {
 	if audit == nil {
 		return nil
@@ -63,7 +63,11 @@ func flaggedNotRun(nr *install.NotReadyError, audit *archaudit.Report) []string 
 	for _, w := range nr.Workloads {
 		for _, p := range w.Pods {
 			for _, ct := range p.Containers {
-				if ct.State != "waiting" || ct.Restarts > 0 || ct.LastReason != "" || !flagged(audit, w.Workload, ct) {
+				// "running" counts as not run yet: the runtime reports a
+				// started container before the kernel refused its binary,
+				// and a loaded kubelet reports the refusal late.
+				ran := ct.State == "terminated" || ct.Restarts > 0 || ct.LastReason != "" || ct.Ready
+				if ran || !flagged(audit, w.Workload, ct) {
 					continue
 				}
 				out = append(out, fmt.Sprintf("%s %s of pod %s", containerWord(ct.Init), ct.Name, p.Name))
