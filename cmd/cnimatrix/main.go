@@ -88,7 +88,23 @@ offline CNI are built locally from the Go module proxy and Debian packages and
 served to the nodes from a local registry.
 
 Exit status: 0 all cells as expected, 1 some cell not as expected,
-2 bad input (scenario, version, flags) or a missing Docker engine.`,
+2 bad input (scenario, version, flags) or a missing Docker engine.
+
+Environment:
+  CNIMATRIX_ROOT             the cnimatrix source tree: the manifests, fixtures and
+                             image recipes it ships are read from there. Found
+                             without it when you run from a checkout or run the
+                             binary built into one (bin/cnimatrix).
+  CNIMATRIX_CACHE            build and manifest cache (--cache; default
+                             ~/.cache/cnimatrix)
+  CNIMATRIX_MANIFEST_MIRROR  base URL (https:// or file://) serving upstream
+                             manifests, for air-gapped machines
+  CNIMATRIX_PINS             trust-on-first-use lock file of manifest sums
+                             (default ~/.config/cnimatrix/pins.lock)
+  CNIMATRIX_CALICO_DATA      Calico source releases for cni.calico.images: source
+                             (default shared/calico beside the tree)
+  CNIMATRIX_DEBIAN_MIRROR    Debian mirror for the images' root filesystems
+  ARTIFACTS                  where failed cells' artifacts go (--artifacts)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -26,7 +26,7 @@ import (
 func loadSuite(paths, filters []string, forPlan bool) (*runner.Suite, error) {
 	root, err := repo.Root()
 	if err != nil {
-		return nil, fmt.Errorf("find the cnimatrix checkout (fixtures live there): %w", err)
+		return nil, usageError{err}
 	}
 	suite, err := runner.Load(paths, runner.LoadOptions{RepoRoot: root, Filters: filters, ForPlan: forPlan})
 	if err != nil {

@@ -403,3 +403,52 @@ func TestConfigureAllOrSaysWhy(t *testing.T) {
 		t.Error("v3.2 took VXLAN")
 	}
 }
+
+// A registry is a host (a dot, a port or localhost), else the runtime reads
+// it as docker.io's; a registry ending in calico/ would double it, which is
+// what imagePath is for (the operator's own split of registry and path).
+func TestCheckRegistry(t *testing.T) {
+	for reg, want := range map[string]string{
+		"quay.io":                  "",
+		"mirror.local:5000/proxy/": "",
+		"localhost/x":              "",
+		"myregistry":               `"myregistry" is not a host name`,
+		"myregistry/calico":        `"myregistry" is not a host name`,
+		"mirror.local:5000/calico": `ends in "calico"`,
+		"https://quay.io":          "want a host",
+	} {
+		_, err := CheckRegistry(reg)
+		if (err == nil) != (want == "") || err != nil && !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckRegistry(%q) = %v, want %q", reg, err, want)
+		}
+	}
+}
+
+func TestSetImagePath(t *testing.T) {
+	objs := load(t, "calico-v3.16-shaped.yaml")
+	err := Configure(objs, Options{Registry: "mirror.local:5000", ImagePath: "/mirror/calico/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"mirror.local:5000/mirror/calico/cni:v3.16.10", "mirror.local:5000/mirror/calico/pod2daemon-flexvol:v3.16.10", "mirror.local:5000/mirror/calico/node:v3.16.10", "mirror.local:5000/mirror/calico/kube-controllers:v3.16.10"}
+	if got := Images(objs); !reflect.DeepEqual(got, want) {
+		t.Errorf("registry + imagePath: %v", got)
+	}
+	if _, err := SetImagePath(objs, "Mirror"); err == nil {
+		t.Error("upper-case image path accepted")
+	}
+	u, err := Installation(InstallationOptions{CIDR: "10.244.0.0/16", Encapsulation: VXLAN, Registry: "mirror.local:5000", ImagePath: "mirror/calico"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _, _ := unstructured.NestedString(u.Object, "spec", "imagePath"); p != "mirror/calico" {
+		t.Errorf("Installation spec.imagePath = %q", p)
+	}
+	imgs, err := OperatorImages("v3.32.1", []*Object{u})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(imgs[0], "mirror.local:5000/mirror/calico/") {
+		t.Errorf("operator images under the image path: %v", imgs)
+	}
+}

@@ -11,8 +11,13 @@ type Options struct {
 	// MTU of the pod interfaces; 0 keeps the manifest's.
 	MTU int
 	// Registry all Calico images are pulled from ("docker.io", "quay.io"
-	// or a mirror); "" keeps the manifest's.
+	// or a mirror host[:port][/path]); "" keeps the manifest's.
 	Registry string
+	// ImagePath replaces the path of Calico's images before their name,
+	// as the operator's Installation spec.imagePath does: with registry
+	// mirror.local:5000 and imagePath mirror/calico, calico/node:v3.28.0
+	// becomes mirror.local:5000/mirror/calico/node:v3.28.0; "" keeps it.
+	ImagePath string
 	// Install is InstallManifest ("" too) or InstallOperator.
 	Install string
 }
@@ -39,6 +44,12 @@ func Configure(objs []*Object, o Options) error {
 	if o.Registry != "" {
 		if _, err := SetRegistry(objs, o.Registry, CalicoImages); err != nil {
 			return fmt.Errorf("registry: %w", err)
+		}
+	}
+	// after the registry: SetRegistry knows Calico's images by their path
+	if o.ImagePath != "" {
+		if _, err := SetImagePath(objs, o.ImagePath); err != nil {
+			return fmt.Errorf("imagePath: %w", err)
 		}
 	}
 	return nil

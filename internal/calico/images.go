@@ -2,6 +2,7 @@ package calico
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/cnimatrix/cnimatrix/internal/install"
@@ -84,13 +85,64 @@ const (
 // SetRegistry points images at registry: "docker.io", "quay.io", or a
 // mirror "host[:port][/prefix]". Repository paths are kept, so
 // calico/node:v3.28.0 becomes quay.io/calico/node:v3.28.0 or
-// mirror.local:5000/calico/node:v3.28.0. It returns how many container
-// entries changed.
+// mirror.local:5000/calico/node:v3.28.0 (as the operator joins its
+// Installation's registry and image path; SetImagePath replaces the
+// calico/ part). It returns how many container entries changed.
 func SetRegistry(objs []*Object, registry string, scope Scope) (int, error) {
+	registry, err := CheckRegistry(registry)
+	if err != nil {
+		return 0, err
+	}
+	return rewriteImages(objs, scope, func(r *ImageRef) { r.Registry = registry })
+}
+
+// CheckRegistry returns registry without a trailing slash, or why a
+// container runtime would not read it as a registry: its first component
+// must be a host (a dot or a port, or localhost), else "myregistry/calico/
+// node" is docker.io's repository myregistry/calico/node.
+func CheckRegistry(registry string) (string, error) {
 	registry = strings.TrimSuffix(registry, "/")
 	if registry == "" || strings.Contains(registry, "://") || strings.ContainsAny(registry, " \t@") {
-		return 0, fmt.Errorf("registry %q: want a host like quay.io or mirror.local:5000, optionally with a path", registry)
+		return "", fmt.Errorf("registry %q: want a host like quay.io or mirror.local:5000, optionally with a path", registry)
 	}
+	host, path, _ := strings.Cut(registry, "/")
+	if !strings.ContainsAny(host, ".:") && host != "localhost" {
+		return "", fmt.Errorf("registry %q: %q is not a host name (no dot, no port), so a container runtime would pull docker.io/%s/calico/...: write a host like %s.local or %s:5000", registry, host, registry, host, host)
+	}
+	if last := path[strings.LastIndex(path, "/")+1:]; last == "calico" || last == "tigera" {
+		return "", fmt.Errorf("registry %q ends in %q, and images keep their own path: calico/node would be %s/calico/node; to replace the calico/ part, as Calico's imagePath does, write registry: %s and imagePath: %s", registry, last, registry, host, path)
+	}
+	return registry, nil
+}
+
+// SetImagePath replaces the path of every Calico image before its name
+// (calico/node -> path/node), the operator's Installation spec.imagePath
+// for a calico.yaml install. It returns how many entries changed.
+func SetImagePath(objs []*Object, path string) (int, error) {
+	path, err := CheckImagePath(path)
+	if err != nil {
+		return 0, err
+	}
+	return rewriteImages(objs, CalicoImages, func(r *ImageRef) {
+		r.Path = path + "/" + r.Path[strings.LastIndex(r.Path, "/")+1:]
+	})
+}
+
+var imagePathRe = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$`)
+
+// CheckImagePath returns path without slashes at its ends, or why it is
+// not a repository path (lower case components, no registry host).
+func CheckImagePath(path string) (string, error) {
+	path = strings.Trim(path, "/")
+	if !imagePathRe.MatchString(path) {
+		return "", fmt.Errorf("imagePath %q: want a repository path like calico or mirror/calico (lower case, no host: that is registry)", path)
+	}
+	return path, nil
+}
+
+// rewriteImages applies edit to the images scope selects and returns how
+// many container entries changed.
+func rewriteImages(objs []*Object, scope Scope, edit func(*ImageRef)) (int, error) {
 	n := 0
 	for _, o := range objs {
 		for _, c := range install.Containers(o) {
@@ -105,7 +157,7 @@ func SetRegistry(objs []*Object, registry string, scope Scope) (int, error) {
 			if scope == CalicoImages && !IsCalicoImage(r) {
 				continue
 			}
-			r.Registry = registry
+			edit(&r)
 			if s := r.String(); s != img {
 				c["image"] = s
 				n++

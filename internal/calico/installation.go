@@ -3,7 +3,6 @@ package calico
 import (
 	"fmt"
 	"net"
-	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -17,6 +16,9 @@ type InstallationOptions struct {
 	// Registry for Calico's images: "quay.io", "docker.io" or a mirror
 	// host[/path]; "" keeps the operator's default.
 	Registry string
+	// ImagePath replaces calico/ in the images' paths (spec.imagePath);
+	// "" keeps it.
+	ImagePath string
 }
 
 // Installation renders operator.tigera.io/v1 Installation "default", what
@@ -56,13 +58,20 @@ func Installation(o InstallationOptions) (*Object, error) {
 	}
 	spec := map[string]any{"calicoNetwork": network}
 	if o.Registry != "" {
-		r := strings.TrimSuffix(o.Registry, "/")
-		if strings.Contains(r, "://") || strings.ContainsAny(r, " \t@") {
-			return nil, fmt.Errorf("installation: registry %q: want a host like quay.io or mirror.local:5000", o.Registry)
+		r, err := CheckRegistry(o.Registry)
+		if err != nil {
+			return nil, fmt.Errorf("installation: %w", err)
 		}
 		// The operator joins registry and image path without a separator of
 		// its own, so the value ends in a slash.
 		spec["registry"] = r + "/"
+	}
+	if o.ImagePath != "" {
+		p, err := CheckImagePath(o.ImagePath)
+		if err != nil {
+			return nil, fmt.Errorf("installation: %w", err)
+		}
+		spec["imagePath"] = p
 	}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "operator.tigera.io/v1",

@@ -99,7 +99,7 @@ func ConfigureOperator(objs []*Object, o Options) ([]*Object, error) {
 	}
 	// Rendering validates the options as a whole; its fields are what an
 	// Installation of the file gets.
-	want, err := Installation(InstallationOptions{CIDR: cidr, Encapsulation: encap, MTU: o.MTU, Registry: o.Registry})
+	want, err := Installation(InstallationOptions{CIDR: cidr, Encapsulation: encap, MTU: o.MTU, Registry: o.Registry, ImagePath: o.ImagePath})
 	if err != nil {
 		return nil, err
 	}

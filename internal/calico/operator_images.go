@@ -42,12 +42,14 @@ func OperatorDefaultRegistry(version string) (string, error) {
 // OperatorImages are the images the operator will run for an operator
 // install of Calico version, read from its (configured) files: one set per
 // custom resource they create, at the release's tag, from the
-// Installation's spec.registry or the operator's default registry.
+// Installation's spec.registry or the operator's default registry, under
+// its spec.imagePath or calico.
 func OperatorImages(version string, objs []*Object) ([]string, error) {
 	registry, err := OperatorDefaultRegistry(version)
 	if err != nil {
 		return nil, err
 	}
+	path := "calico"
 	var kinds []string
 	for _, obj := range objs {
 		if obj.GroupVersionKind().Group != operatorGroup {
@@ -60,6 +62,9 @@ func OperatorImages(version string, objs []*Object) ([]string, error) {
 			if r, ok, _ := unstructured.NestedString(obj.Object, "spec", "registry"); ok && r != "" {
 				registry = strings.TrimSuffix(r, "/")
 			}
+			if p, ok, _ := unstructured.NestedString(obj.Object, "spec", "imagePath"); ok && p != "" {
+				path = p
+			}
 		}
 	}
 	if !slices.Contains(kinds, "Installation") {
@@ -71,7 +76,7 @@ func OperatorImages(version string, objs []*Object) ([]string, error) {
 			continue
 		}
 		for _, c := range operatorComponents[k] {
-			out = append(out, registry+"/calico/"+c+":"+version)
+			out = append(out, registry+"/"+path+"/"+c+":"+version)
 		}
 	}
 	return out, nil

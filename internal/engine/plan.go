@@ -209,6 +209,9 @@ func declaredEdits(cni *scenario.CNISpec) []string {
 		if o.Registry != "" {
 			out = append(out, "registry "+o.Registry)
 		}
+		if o.ImagePath != "" {
+			out = append(out, "image path "+o.ImagePath)
+		}
 	}
 	for _, from := range slices.Sorted(maps.Keys(cni.ImageOverrides)) {
 		out = append(out, "image "+from+" -> "+cni.ImageOverrides[from])

@@ -29,16 +29,34 @@ func Root() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("find cnimatrix source tree: %w", err)
 	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if isRepoRoot(dir) {
+	if dir, ok := above(wd); ok {
+		return dir, nil
+	}
+	// The binary built into a checkout (bin/cnimatrix) knows its tree when
+	// it is run from anywhere else.
+	exe, err := os.Executable()
+	if err == nil {
+		exe, err = filepath.EvalSymlinks(exe)
+	}
+	if err == nil {
+		if dir, ok := above(filepath.Dir(exe)); ok {
 			return dir, nil
 		}
+	}
+	return "", errors.New("find cnimatrix source tree (the manifests, fixtures and image recipes cnimatrix ships): no go.mod of module " + Module +
+		" at or above " + wd + " or the cnimatrix binary; run it from a checkout, or set CNIMATRIX_ROOT to one")
+}
+
+// above finds the tree at dir or above it.
+func above(dir string) (string, bool) {
+	for ; ; dir = filepath.Dir(dir) {
+		if isRepoRoot(dir) {
+			return dir, true
+		}
 		if filepath.Dir(dir) == dir {
-			break
+			return "", false
 		}
 	}
-	return "", errors.New("find cnimatrix source tree: no go.mod of module " + Module +
-		" at or above " + wd + "; run from the repository or set CNIMATRIX_ROOT")
 }
 
 func isRepoRoot(dir string) bool {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/cnimatrix/cnimatrix/internal/calico"
 	"github.com/cnimatrix/cnimatrix/internal/calicodata"
 	"github.com/cnimatrix/cnimatrix/internal/catalog"
@@ -294,8 +296,15 @@ func (v *validator) upgrade(to, interval, maxFailed str, from []string, perVersi
 // calico parses cni.calico: the edits of calico.yaml (or the operator's
 // Installation) and where the images come from.
 func (v *validator) calico(raw *rawScenario, s *Scenario, operator bool, repoRoot string) {
-	if c := raw.CNI.Calico; c != nil {
-		s.CNI.Calico = v.calicoOptions(c.Encapsulation, c.MTU, c.Registry, s, operator)
+	// Without a cni.calico block a Calico cell still gets the pool of its
+	// cluster's podSubnet: calico.yaml's own default (192.168.0.0/16) is
+	// not the cluster's, and pods would get addresses kube-proxy and the
+	// nodes' routes do not know.
+	if c := raw.CNI.Calico; c != nil || s.CNI.Name == "calico" {
+		if c == nil {
+			c = &rawCalico{}
+		}
+		s.CNI.Calico = v.calicoOptions(c, s, operator)
 	}
 	if s.CNI.Name == "calico" {
 		v.calicoImages(raw.CNI.Calico, s, repoRoot)
@@ -306,30 +315,45 @@ func (v *validator) calico(raw *rawScenario, s *Scenario, operator bool, repoRoo
 // scenario applies, so that an option a version's manifest cannot take
 // (VXLAN on v3.2, an MTU of "auto" before v3.19) is an error of the
 // scenario file, before any cluster exists.
-func (v *validator) calicoOptions(encap, mtu, registry str, s *Scenario, operator bool) *calico.Options {
-	o := &calico.Options{PodCIDR: s.PodSubnet, Registry: registry.V, Install: calico.InstallManifest}
+func (v *validator) calicoOptions(c *rawCalico, s *Scenario, operator bool) *calico.Options {
+	o := &calico.Options{PodCIDR: s.PodSubnet, Install: calico.InstallManifest}
 	if operator {
 		o.Install = calico.InstallOperator
 	}
 	if s.CNI.Name != "calico" {
-		v.add(encap.Line, "cni.calico: only for cni.name calico, not %q", s.CNI.Name)
+		v.add(c.line(), "cni.calico: only for cni.name calico, not %q", s.CNI.Name)
 		return o
 	}
-	if encap.V != "" {
-		e, err := calico.ParseEncapsulation(encap.V)
+	before := len(v.errs)
+	if c.Encapsulation.V != "" {
+		e, err := calico.ParseEncapsulation(c.Encapsulation.V)
 		if err != nil {
-			v.add(encap.Line, "cni.calico.%v", err)
+			v.add(c.Encapsulation.Line, "cni.calico.%v", err)
 		}
 		o.Encapsulation = e
 	}
-	if mtu.V != "" {
-		n, err := strconv.Atoi(mtu.V)
-		if err != nil {
-			v.add(mtu.Line, "cni.calico.mtu %q: want a number (0 = auto)", mtu.V)
+	if c.MTU.V != "" {
+		n, err := strconv.Atoi(c.MTU.V)
+		if err != nil || n != 0 && (n < minMTU || n > maxMTU) {
+			v.add(c.MTU.Line, "cni.calico.mtu %q: want 0 (auto) or a number from %d to %d", c.MTU.V, minMTU, maxMTU)
 		}
 		o.MTU = n
 	}
-	if len(v.errs) > 0 {
+	if c.Registry.V != "" {
+		r, err := calico.CheckRegistry(c.Registry.V)
+		if err != nil {
+			v.add(c.Registry.Line, "cni.calico.%v", err)
+		}
+		o.Registry = r
+	}
+	if c.ImagePath.V != "" {
+		p, err := calico.CheckImagePath(c.ImagePath.V)
+		if err != nil {
+			v.add(c.ImagePath.Line, "cni.calico.%v", err)
+		}
+		o.ImagePath = p
+	}
+	if len(v.errs) > before {
 		return o
 	}
 	for _, path := range s.ManifestPaths() {
@@ -338,14 +362,67 @@ func (v *validator) calicoOptions(encap, mtu, registry str, s *Scenario, operato
 			continue // reported where the manifest was resolved
 		}
 		objs, err := install.ParseManifest(data)
-		if err == nil {
-			_, err = calico.ConfigureFor(objs, *o)
-		}
 		if err != nil {
-			v.add(encap.Line, "cni.calico: %s: %v", path, err)
+			continue // reported where the manifest was resolved
+		}
+		if _, err := calico.ConfigureFor(deepCopy(objs), *o); err != nil {
+			v.add(c.lineOf(objs, *o), "cni.calico: %s: %v", path, err)
 		}
 	}
 	return o
+}
+
+// The MTUs a pod interface can have: IPv4's minimum, and a jumbo frame.
+const minMTU, maxMTU = 576, 9000
+
+// line is where the cni.calico block's first option is written.
+func (c *rawCalico) line() int {
+	for _, f := range []str{c.Install, c.Encapsulation, c.MTU, c.Registry, c.ImagePath, c.Images} {
+		if f.Line > 0 {
+			return f.Line
+		}
+	}
+	return 0
+}
+
+// lineOf finds which option the manifest cannot take, by trying each alone
+// (the edits of one option do not depend on another's), so that the error
+// points at that option's line.
+func (c *rawCalico) lineOf(objs []*unstructured.Unstructured, o calico.Options) int {
+	base := calico.Options{PodCIDR: o.PodCIDR, Install: o.Install}
+	if _, err := calico.ConfigureFor(deepCopy(objs), base); err != nil {
+		if c.Install.Line > 0 {
+			return c.Install.Line // an install of the other kind
+		}
+		return c.line()
+	}
+	for _, try := range []struct {
+		line int
+		set  func(*calico.Options)
+	}{
+		{c.Encapsulation.Line, func(x *calico.Options) { x.Encapsulation = o.Encapsulation }},
+		{c.MTU.Line, func(x *calico.Options) { x.MTU = o.MTU }},
+		{c.Registry.Line, func(x *calico.Options) { x.Registry = o.Registry }},
+		{c.ImagePath.Line, func(x *calico.Options) { x.ImagePath = o.ImagePath }},
+	} {
+		if try.line == 0 {
+			continue
+		}
+		one := base
+		try.set(&one)
+		if _, err := calico.ConfigureFor(deepCopy(objs), one); err != nil {
+			return try.line
+		}
+	}
+	return c.line()
+}
+
+func deepCopy(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	out := make([]*unstructured.Unstructured, len(objs))
+	for i, o := range objs {
+		out[i] = o.DeepCopy()
+	}
+	return out
 }
 
 // calicoImages reads cni.calico.images: upstream (the default) or source,
@@ -391,6 +468,7 @@ type rawCalico struct {
 	Encapsulation str `yaml:"encapsulation"`
 	MTU           str `yaml:"mtu"`
 	Registry      str `yaml:"registry"`
+	ImagePath     str `yaml:"imagePath"`
 	// Images: upstream (default) or source.
 	Images str `yaml:"images"`
 }

@@ -71,7 +71,7 @@ func seed(t *testing.T, dir string, data []byte) {
 }
 
 func TestRemoteManifestFromCache(t *testing.T) {
-	a := []byte("kind: ConfigMap\napiVersion: v1\nmetadata: {name: calico-config}\n")
+	a := []byte(calicoShaped)
 	b := []byte("kind: Service\napiVersion: v1\nmetadata: {name: calico-etcd}")
 	dir := t.TempDir()
 	ManifestCacheDir = dir
@@ -121,7 +121,7 @@ func TestCalicoUnknownVersion(t *testing.T) {
 }
 
 func TestCalicoUpgradeToResolvesFromCache(t *testing.T) {
-	a := []byte("kind: ConfigMap\napiVersion: v1\nmetadata: {name: calico-config}\n")
+	a := []byte(calicoShaped)
 	b := []byte("kind: Service\napiVersion: v1\nmetadata: {name: calico-etcd}\n")
 	dir := t.TempDir()
 	ManifestCacheDir = dir
@@ -208,7 +208,7 @@ func TestSkipOnlyWhereTheKubernetesCannotRun(t *testing.T) {
 
 	// With both versions' manifests pinned and cached, it loads; only
 	// v3.8.9 on v1.37.2 is skipped.
-	data := []byte("kind: ConfigMap\napiVersion: v1\nmetadata: {name: calico-config}\n")
+	data := []byte(calicoShaped)
 	seed(t, ManifestCacheDir, data)
 	n, _ := cat.CNI("calico")
 	for _, ver := range []string{"v3.8.9", "v3.32.1"} {
@@ -238,7 +238,7 @@ func TestSkipOnlyWhereTheKubernetesCannotRun(t *testing.T) {
 // the scenario records that provenance; the catalog's own pins stay
 // "pinned".
 func TestTrustedOnFirstUseLoads(t *testing.T) {
-	data := []byte("kind: ConfigMap\napiVersion: v1\nmetadata: {name: calico-config}\n")
+	data := []byte(calicoShaped)
 	cat := remoteCatalog(data, data)
 	n, _ := cat.CNI("calico")
 	cv, _ := n.Version("v3.99.1")
@@ -274,3 +274,16 @@ func TestTrustedOnFirstUseLoads(t *testing.T) {
 		t.Errorf("a lock sum no cached file has: %v", err)
 	}
 }
+
+// calicoShaped is the least a calico.yaml holds for the harness's edits: a
+// calico-node DaemonSet whose container takes the pool's CIDR.
+const calicoShaped = `kind: DaemonSet
+apiVersion: apps/v1
+metadata: {name: calico-node, namespace: kube-system}
+spec:
+  template:
+    spec:
+      containers:
+        - name: calico-node
+          image: calico/node:v3.99.1
+`

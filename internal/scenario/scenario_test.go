@@ -83,6 +83,11 @@ func TestBadInputNamesFileAndLine(t *testing.T) {
 		"subnets overlap":   {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\npodSubnet: 10.0.0.0/8\nserviceSubnet: 10.96.0.0/16\n", "s.yaml:6: serviceSubnet 10.96.0.0/16 overlaps podSubnet 10.0.0.0/8"},
 		"subnet ipv6":       {"name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\npodSubnet: fd00::/64\n", `s.yaml:5: podSubnet "fd00::/64": want an IPv4 CIDR`},
 	}
+	// One mistake, one error: a missing manifest is not also reported by
+	// the Calico edits that could not read it.
+	if _, err := load(t, "name: x\ncni:\n  name: calico\n  versions: [v3.32.1]\n  manifest: nope.yaml\n  calico: {encapsulation: VXLAN}\n"); err == nil || strings.Count(err.Error(), "s.yaml:") != 1 {
+		t.Errorf("missing Calico manifest: %v, want exactly one error", err)
+	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			_, err := load(t, c.body)
@@ -442,11 +447,32 @@ func TestCalicoOptionsTriedOnTheManifests(t *testing.T) {
 	for _, c := range []struct{ opts, want string }{
 		{"  calico: {encapsulation: VXLAN}\n", "s.yaml:8: cni.calico: " + fixtures + "/calico-v3.2-shaped.yaml: "},
 		{"  calico: {encapsulation: GRE}\n", `s.yaml:8: cni.calico.encapsulation "GRE": want one of IPIP, VXLAN, VXLANCrossSubnet, None`},
-		{"  calico: {mtu: big}\n", `cni.calico.mtu "big"`},
+		{"  calico: {mtu: big}\n", `s.yaml:8: cni.calico.mtu "big": want 0 (auto) or a number from 576 to 9000`},
+		{"  calico:\n    encapsulation: IPIP\n    mtu: 99999\n", `s.yaml:10: cni.calico.mtu "99999"`},
+		{"  calico:\n    encapsulation: IPIP\n    registry: myregistry\n", `s.yaml:10: cni.calico.registry "myregistry": "myregistry" is not a host name (no dot, no port), so a container runtime would pull docker.io/myregistry/calico/...`},
+		{"  calico:\n    encapsulation: IPIP\n    registry: mirror.local:5000/calico\n", `s.yaml:10: cni.calico.registry "mirror.local:5000/calico" ends in "calico"`},
+		{"  calico:\n    encapsulation: IPIP\n    imagePath: Mirror/Calico\n", `s.yaml:10: cni.calico.imagePath "Mirror/Calico": want a repository path`},
+		{"  calico:\n    registry: quay.io\n    encapsulation: VXLAN\n", "s.yaml:10: cni.calico: " + fixtures + "/calico-v3.2-shaped.yaml: "},
+		{"  calico:\n    install: operator\n    registry: quay.io\n", "s.yaml:9: cni.calico: " + fixtures + "/calico-v3.2-shaped.yaml: "},
 	} {
 		if _, err := load(t, body(c.opts)); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v, want %q", c.opts, err, c.want)
 		}
+	}
+	s, err = load(t, body("  calico: {registry: mirror.local:5000, imagePath: mirror/calico}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.CNI.Calico; c.Registry != "mirror.local:5000" || c.ImagePath != "mirror/calico" {
+		t.Errorf("registry, imagePath = %q, %q", c.Registry, c.ImagePath)
+	}
+	// Without a cni.calico block the pool still gets the cluster's podSubnet.
+	s, err = load(t, body(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.CNI.Calico; c == nil || c.PodCIDR != "10.244.0.0/16" {
+		t.Errorf("no cni.calico block: options %+v, want the pool CIDR 10.244.0.0/16", c)
 	}
 	if _, err := load(t, "name: f\ncni:\n  name: flannel\n  versions: [v0.28.10]\n  calico: {encapsulation: VXLAN}\narch: amd64\n"); err == nil || !strings.Contains(err.Error(), `only for cni.name calico, not "flannel"`) {
 		t.Errorf("flannel with cni.calico: %v", err)
