@@ -35,6 +35,10 @@ type Evidence struct {
 	// retried); for a Service backend, the request on which it first
 	// answered, or the requests made when it never did; for API state, polls.
 	Attempts int
+	// Harness marks a failure of the harness's own transport (the exec into
+	// the probe pod, after its retries), not of the request the probe made:
+	// it says nothing about the CNI.
+	Harness bool
 }
 
 // Result is the outcome of one check.
@@ -47,7 +51,10 @@ type Result struct {
 	Skip string
 	// Cause is the failure's root cause when the check knows it (a
 	// diagnose class, e.g. arch-not-exercised).
-	Cause    string
+	Cause string
+	// Infra: the check could not judge, every failure was the harness's
+	// own (Evidence.Harness); the cell is infra-error, never fail.
+	Infra    bool
 	Evidence []Evidence
 	Duration time.Duration
 }
@@ -278,12 +285,15 @@ func summarize(ev []Evidence) Result {
 	}
 	var order []string
 	count := map[string]int{}
-	failed := 0
+	failed, harness := 0, 0
 	for _, e := range ev {
 		if e.OK {
 			continue
 		}
 		failed++
+		if e.Harness {
+			harness++
+		}
 		k := e.Target + ": " + e.Detail
 		if count[k] == 0 {
 			order = append(order, k)
@@ -297,6 +307,11 @@ func summarize(ev []Evidence) Result {
 		if count[k] > 1 {
 			order[i] = fmt.Sprintf("%s (x%d)", k, count[k])
 		}
+	}
+	if harness == failed {
+		r := fail(ev, "the harness could not reach its probe pods (%d/%d): %s", failed, len(ev), strings.Join(order, "; "))
+		r.Infra = true
+		return r
 	}
 	return fail(ev, "%d/%d failed: %s", failed, len(ev), strings.Join(order, "; "))
 }

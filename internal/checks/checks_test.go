@@ -159,9 +159,12 @@ func TestParseCurl(t *testing.T) {
 	if !strings.HasPrefix(missing.Err, "probe image cannot run curl (exit 127)") {
 		t.Errorf("missing: %+v", missing)
 	}
-	transport := parseCurl(execOutput{Err: errors.New("exec in pod x/y: unable to upgrade connection")})
-	if transport.Err != "exec in pod x/y: unable to upgrade connection" {
+	transport := parseCurl(execOutput{Err: errors.New("exec in pod x/y: context deadline exceeded"), Took: 35 * time.Second})
+	if transport.Err != "harness: exec in pod x/y: context deadline exceeded (after 35s; exec deadline 35s, curl's own --max-time 5s)" || !transport.Harness {
 		t.Errorf("transport: %+v", transport)
+	}
+	if refused.Harness || missing.Harness {
+		t.Error("a request that failed is not the harness's failure")
 	}
 }
 
@@ -396,6 +399,24 @@ func TestSummarizeDedupes(t *testing.T) {
 	}
 	if !summarize(ev[1:2]).OK || summarize(nil).OK {
 		t.Fatal("ok/empty wrong")
+	}
+	if r.Infra {
+		t.Error("request failures made the check infra")
+	}
+}
+
+// A check whose every failure is the harness's own exec (after its retries)
+// could not judge: Infra, so the cell is infra-error, not fail connectivity.
+// One real failure beside them keeps it a verdict.
+func TestSummarizeHarnessFaultIsInfra(t *testing.T) {
+	exec := Evidence{Target: "pod nginx@vm", Detail: "harness: exec in pod x/probe: context deadline exceeded", Harness: true}
+	r := summarize([]Evidence{{Target: "pod nginx@cp", OK: true}, exec})
+	if r.OK || !r.Infra || !strings.HasPrefix(r.Err, "the harness could not reach its probe pods (1/2)") {
+		t.Errorf("harness only: %+v", r)
+	}
+	r = summarize([]Evidence{exec, {Target: "pod nginx@cp", Detail: "curl: (7) refused"}})
+	if r.OK || r.Infra {
+		t.Errorf("harness and a refusal: %+v", r)
 	}
 }
 

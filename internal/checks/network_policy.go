@@ -56,7 +56,7 @@ func (c NetworkPolicy) Run(ctx context.Context, env *Env) Result {
 	url := fmt.Sprintf("http://%s/", hostPort(dst.Status.PodIP, 80))
 	target := fmt.Sprintf("pod %s@%s %s", dst.Name, dst.Spec.NodeName, url)
 	evidence := func(ok bool, detail string, p httpProbe, n int) Evidence {
-		return Evidence{Check: c.Name(), Source: podRef(src), Target: target, OK: ok, Detail: detail, Latency: p.Latency, Attempts: n}
+		return Evidence{Check: c.Name(), Source: podRef(src), Target: target, OK: ok, Detail: detail, Latency: p.Latency, Attempts: n, Harness: !ok && p.Harness}
 	}
 	served := func(p httpProbe) bool { return p.Err == "" && p.Code == 200 && servedBy(p.Body, d.nginx) == dst.Name }
 	blocked := func(p httpProbe) bool { return p.Err != "" }
@@ -65,7 +65,9 @@ func (c NetworkPolicy) Run(ctx context.Context, env *Env) Result {
 	base := env.curlFrom(ctx, src, url, probeAttempts)
 	ev = append(ev, evidence(served(base), "no policy: "+detailHTTP(base, servedBy(base.Body, d.nginx), dst.Name), base, base.Attempts))
 	if !served(base) {
-		return fail(ev, "without any policy the request already fails, so policy cannot be tested: %s", detailHTTP(base, servedBy(base.Body, d.nginx), dst.Name))
+		r := fail(ev, "without any policy the request already fails, so policy cannot be tested: %s", detailHTTP(base, servedBy(base.Body, d.nginx), dst.Name))
+		r.Infra = base.Harness
+		return r
 	}
 
 	policies := env.Client.NetworkingV1().NetworkPolicies(env.Namespace)
@@ -150,7 +152,7 @@ func (NetworkPolicy) until(ctx context.Context, env *Env, src *corev1.Pod, url s
 	n := 0
 	for {
 		n++
-		actx, acancel := context.WithTimeout(ctx, probeMaxTime*time.Second+execSlack)
+		actx, acancel := context.WithTimeout(ctx, curlDeadline)
 		out := env.exec(actx, src, curlArgv(url)...)
 		acancel()
 		last = parseCurl(out)

@@ -43,7 +43,7 @@ func (c PodToPodAcrossNodes) Run(ctx context.Context, env *Env) Result {
 		served := servedBy(r.Body, d.nginx)
 		e.OK = r.Err == "" && r.Code == 200 && served == to.Name
 		e.Detail = detailHTTP(r, served, to.Name)
-		e.Latency, e.Attempts = r.Latency, r.Attempts
+		e.Latency, e.Attempts, e.Harness = r.Latency, r.Attempts, r.Harness
 		ev = append(ev, e)
 	}
 	if len(ev) == 0 {

@@ -36,7 +36,7 @@ func (c PodToServiceDNS) Run(ctx context.Context, env *Env) Result {
 	dnsEv := Evidence{
 		Check: c.Name(), Source: d.source(), Target: "dns " + name + " " + qtype,
 		OK:      q.Err == "" && slices.Contains(q.Answers, want),
-		Latency: q.Latency, Attempts: q.Attempts,
+		Latency: q.Latency, Attempts: q.Attempts, Harness: q.Harness,
 	}
 	switch {
 	case q.Err != "":
@@ -60,7 +60,7 @@ func (c PodToServiceDNS) Run(ctx context.Context, env *Env) Result {
 		Check: c.Name(), Source: d.source(), Target: "service " + url,
 		OK:      r.Err == "" && r.Code == 200 && served != "",
 		Detail:  detailHTTP(r, served, ""),
-		Latency: r.Latency, Attempts: r.Attempts,
+		Latency: r.Latency, Attempts: r.Attempts, Harness: r.Harness,
 	})
 	return summarize(ev)
 }

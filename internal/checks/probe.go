@@ -27,6 +27,9 @@ type httpProbe struct {
 	Err      string // transport or tool error, "" when a response arrived
 	Latency  time.Duration
 	Attempts int
+	// Harness: the exec into the probe pod failed (Err says how), so
+	// curl's own outcome is unknown.
+	Harness bool
 }
 
 const curlMarker = "\n<<cnimatrix-curl "
@@ -54,7 +57,7 @@ var curlTransient = map[int]string{
 func (e *Env) curlFrom(ctx context.Context, pod *corev1.Pod, url string, attempts int) httpProbe {
 	var p httpProbe
 	p.Attempts = retry(ctx, attempts, func(ctx context.Context) bool {
-		actx, cancel := context.WithTimeout(ctx, probeMaxTime*time.Second+execSlack)
+		actx, cancel := context.WithTimeout(ctx, curlDeadline)
 		defer cancel()
 		out := e.exec(actx, pod, curlArgv(url)...)
 		p = parseCurl(out)
@@ -73,7 +76,7 @@ var curlTail = regexp.MustCompile(`(?s)^(.*)` + regexp.QuoteMeta(curlMarker) + `
 func parseCurl(out execOutput) httpProbe {
 	p := httpProbe{Latency: out.Took}
 	if out.Err != nil {
-		p.Err = out.Err.Error()
+		p.Err, p.Harness = harnessError(out, curlDeadline, fmt.Sprintf("curl's own --max-time %ds", probeMaxTime)), true
 		return p
 	}
 	body := out.Stdout
@@ -153,6 +156,7 @@ type dnsProbe struct {
 	Err      string
 	Latency  time.Duration
 	Attempts int
+	Harness  bool // the exec into the probe pod failed, as for httpProbe
 }
 
 func digArgv(name, qtype string) []string {
@@ -164,7 +168,7 @@ func digArgv(name, qtype string) []string {
 func (e *Env) digFrom(ctx context.Context, pod *corev1.Pod, name, qtype string) dnsProbe {
 	var d dnsProbe
 	d.Attempts = retry(ctx, probeAttempts, func(ctx context.Context) bool {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second+execSlack)
+		actx, cancel := context.WithTimeout(ctx, digDeadline)
 		defer cancel()
 		out := e.exec(actx, pod, digArgv(name, qtype)...)
 		d = parseDig(out)
@@ -182,7 +186,7 @@ var (
 func parseDig(out execOutput) dnsProbe {
 	d := dnsProbe{Latency: out.Took}
 	if out.Err != nil {
-		d.Err = out.Err.Error()
+		d.Err, d.Harness = harnessError(out, digDeadline, "dig's own +time=2 +tries=2"), true
 		return d
 	}
 	if m := digStatus.FindStringSubmatch(out.Stdout); m != nil {
@@ -219,3 +223,16 @@ func parseDig(out execOutput) dnsProbe {
 func hostPort(ip string, port int32) string {
 	return net.JoinHostPort(ip, strconv.Itoa(int(port)))
 }
+
+// harnessError says that the exec failed, after how long, beside the
+// probe's own limit: two deadlines, one the harness's, one the request's.
+func harnessError(out execOutput, deadline time.Duration, own string) string {
+	return fmt.Sprintf("harness: %v (after %s; exec deadline %s, %s)", out.Err, out.Took.Truncate(time.Millisecond), deadline, own)
+}
+
+// The exec deadlines of one curl and one dig: the tool's own limit plus
+// the exec round trip.
+const (
+	curlDeadline = probeMaxTime*time.Second + execSlack
+	digDeadline  = 10*time.Second + execSlack
+)

@@ -48,6 +48,7 @@ type sweep struct {
 	latency  map[string]time.Duration // backend -> latency of its first answer
 	body     map[string]string        // backend -> its first body
 	failures map[string]int           // failure detail -> count
+	harness  int                      // failed requests whose exec failed (httpProbe.Harness)
 	order    []string                 // failure details in order seen
 }
 
@@ -83,6 +84,9 @@ func runSweep(ctx context.Context, backends []corev1.Pod, get func(ctx context.C
 		served := servedBy(r.Body, backends)
 		if r.Err != "" || r.Code != 200 || served == "" {
 			failed++
+			if r.Harness {
+				s.harness++
+			}
 			d := failureKey(detailHTTP(r, served, ""))
 			if s.failures[d] == 0 {
 				s.order = append(s.order, d)
@@ -151,6 +155,8 @@ func (s *sweep) evidence(check, source, target string) []Evidence {
 			}
 		} else {
 			e.Attempts = s.requests
+			// never seen, and only because the harness could not exec
+			e.Harness = s.harness > 0 && s.harness == s.failedRequests()
 			e.Detail = fmt.Sprintf("never answered in %d requests", s.requests)
 			if f := s.failedRequests(); f > 0 {
 				e.Detail += fmt.Sprintf("; %d failed: %s", f, s.failureSummary())

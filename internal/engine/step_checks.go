@@ -46,6 +46,8 @@ func (c *cellRun) runChecks(ctx context.Context, prefix string, list []checks.Ch
 		switch {
 		case cr.Skip != "":
 			p.Outcome, p.Error = matrix.Skipped, cr.Skip
+		case !cr.OK && cr.Infra:
+			p.Outcome, p.Error, p.Infra, r.Failed = matrix.InfraError, cr.Err, true, true
 		case !cr.OK:
 			p.Outcome, p.Error, r.Failed = matrix.Fail, cr.Err, true
 		}

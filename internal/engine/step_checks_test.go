@@ -80,3 +80,28 @@ func TestSkippedCheckIsSkippedInMatrixJSON(t *testing.T) {
 		t.Errorf("cell %s %q, want unknown naming the skipped check", r.Outcome, r.Reason)
 	}
 }
+
+// harnessCheck could not exec into its probe pods (checks.Result.Infra).
+type harnessCheck struct{}
+
+func (harnessCheck) Name() string { return "PodToClusterIP" }
+func (harnessCheck) Run(context.Context, *checks.Env) checks.Result {
+	return checks.Result{Infra: true, Err: "the harness could not reach its probe pods (1/1): harness: exec in pod x/probe: context deadline exceeded",
+		Evidence: []checks.Evidence{{Check: "PodToClusterIP", Harness: true}}}
+}
+
+// A check that could not judge because the harness's exec failed makes the
+// cell infra-error, never fail connectivity.
+func TestHarnessFaultInACheckIsInfraError(t *testing.T) {
+	cell := matrix.Cell{CNI: "flannel", CNIVersion: "v0.28.10", Kubernetes: "v1.37.2", Arch: "arm64", Provider: "qemu"}
+	c := &cellRun{log: logx.Discard(), env: &checks.Env{Log: logx.Discard()}, timeouts: scenario.Timeouts{Checks: time.Minute},
+		result: &matrix.Result{Cell: cell, ID: cell.ID()}}
+	c.run(context.Background(), Step{Name: StepChecks, Run: func(ctx context.Context, c *cellRun) StepResult {
+		c.checksRan = true
+		return c.runChecks(ctx, "", []checks.Check{passCheck{}, harnessCheck{}})
+	}})
+	out, reason := verdict(*c.result, c.checksRan)
+	if out != matrix.InfraError || !strings.Contains(reason, "check:PodToClusterIP: the harness could not reach its probe pods") {
+		t.Errorf("verdict %s %q, want infra-error naming the check", out, reason)
+	}
+}
