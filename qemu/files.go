@@ -42,6 +42,10 @@ Documentation=https://containerd.io
 ExecStartPre=-/usr/sbin/modprobe overlay
 ExecStart=/usr/local/bin/containerd
 Type=notify
+# Under TCG on a busy host containerd took more than systemd's default 90 s
+# to report ready (seen at an emulation factor of 40): the start job failed
+# and the join's setup with it. The harness's own deadlines bound the wait.
+TimeoutStartSec=10min
 Delegate=yes
 KillMode=process
 Restart=always
