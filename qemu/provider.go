@@ -293,14 +293,27 @@ func (p *Provider) bootVM(ctx context.Context, n *vmNode, mark func(node, event 
 	return cal, nil
 }
 
+// waitCRI polls containerd's CRI (crictl version, 30 s per try) with a
+// doubling pause, for about 5 minutes at most.
+const waitCRI = `d=1; for i in $(seq 12); do
+  if crictl --timeout 30s version >/dev/null 2>&1; then d=0; break; fi
+  sleep $d; if [ $d -lt 16 ]; then d=$((d*2)); fi
+done
+[ $d -eq 0 ] || { echo "containerd's CRI did not answer" >&2; crictl --timeout 30s version; exit 1; }
+`
+
 // joinVM configures the registry mirror and the control plane's name in
 // the VM and runs kubeadm join, with a deadline scaled by the VM's slowdown.
 func (p *Provider) joinVM(ctx context.Context, n *vmNode, cp cluster.Node, join []string, certs string, cal Calibration, mark func(node, event string)) error {
 	// The control plane's name is what kubeadm's cluster-info points at.
 	setup := fmt.Sprintf("set -e\necho '%s %s' >>/etc/hosts\n", cp.InternalIP, cp.Name)
 	setup += certs
-	// The agent may answer before the rest of the boot is done.
-	setup += "systemctl start containerd.service\n"
+	// The agent may answer before the rest of the boot is done. kubeadm's
+	// preflight gives the CRI a few seconds; a containerd that systemd calls
+	// started may need longer to answer under TCG on a busy host (seen:
+	// "validate CRI v1 runtime API ... DeadlineExceeded" at a factor of 16),
+	// so the setup waits, with backoff, until it answers.
+	setup += "systemctl start containerd.service\n" + waitCRI
 	if _, _, err := n.agent.Exec(ctx, setup, "bash", "-s"); err != nil {
 		return fmt.Errorf("VM %s: setup: %w", n.name, err)
 	}
