@@ -43,9 +43,10 @@ var stepReady = Step{Name: "cni-ready", Run: func(ctx context.Context, c *cellRu
 			// one, so the wait is given once more: it ends as soon as the
 			// runtime refuses the image.
 			c.log.Infof("cni-ready: %s not run yet, and the preflight flagged its image: waiting up to %s more for the node's own verdict", strings.Join(waiting, ", "), c.timeouts.CNIReady)
-			first := matrix.Evidence{Check: "cni-ready", Target: strings.Join(waiting, ", "), OK: false,
+			first := matrix.Evidence{Check: "cni-ready", Target: strings.Join(waiting, ", "),
 				Detail: fmt.Sprintf("not run after %s, image flagged by the preflight: waited once more", nr.Waited.Truncate(time.Second))}
 			ev, err = c.waitReady(ctx, "cni-ready")
+			first.OK = err == nil
 			ev = append([]matrix.Evidence{first}, ev...)
 		}
 	}
