@@ -71,7 +71,7 @@ func flaggedNotRun(nr *install.NotReadyError, audit *archaudit.Report) []string 
 				if ran || !flagged(audit, w.Workload, ct) {
 					continue
 				}
-				out = append(out, fmt.Sprintf("%s %s of pod %s", containerWord(ct.Init), ct.Name, p.Name))
+				out = append(out, fmt.Sprintf("%s %s of pod %s", ct.Kind(), ct.Name, p.Name))
 			}
 		}
 	}
@@ -89,13 +89,6 @@ func flagged(audit *archaudit.Report, w install.Workload, ct install.ContainerRe
 		}
 	}
 	return false
-}
-
-func containerWord(init bool) string {
-	if init {
-		return "init container"
-	}
-	return "container"
 }
 
 // waitNodesRegistered waits until every node the provider made is a Node

@@ -155,11 +155,7 @@ func (p PodReport) String() string {
 }
 
 func (c ContainerReport) String() string {
-	kind := "container"
-	if c.Init {
-		kind = "init container"
-	}
-	s := fmt.Sprintf("%s %s", kind, c.Name)
+	s := fmt.Sprintf("%s %s", c.Kind(), c.Name)
 	if c.Image != "" {
 		s += " (" + c.Image + ")"
 	}

@@ -55,7 +55,7 @@ func PermanentFailure(p PodReport) *PermanentError {
 			lt := strings.ToLower(text)
 			for _, m := range permanentMarks {
 				if i := strings.Index(lt, m); i >= 0 {
-					return &PermanentError{Pod: p.Name, Node: p.Node, Container: containerKind(c) + " " + c.Name, Image: c.Image, Why: lineAround(text, i)}
+					return &PermanentError{Pod: p.Name, Node: p.Node, Container: c.Kind() + " " + c.Name, Image: c.Image, Why: lineAround(text, i)}
 				}
 			}
 		}
@@ -63,7 +63,8 @@ func PermanentFailure(p PodReport) *PermanentError {
 	return nil
 }
 
-func containerKind(c ContainerReport) string {
+// Kind is "init container" or "container", as messages name it.
+func (c ContainerReport) Kind() string {
 	if c.Init {
 		return "init container"
 	}
