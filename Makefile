@@ -10,6 +10,8 @@ GINKGO_FLAGS ?=
 # FILTER: cells make matrix runs, space-separated key=value (cnimatrix run --filter),
 # e.g. FILTER='arch=arm64 provider=kind'; empty runs every cell of SCENARIO.
 FILTER ?=
+# SHARD: K/N runs only the K-th of N cost-balanced parts of those cells (cnimatrix run --shard).
+SHARD ?=
 
 .PHONY: help setup build bench test test-unit test-e2e test-short e2e images matrix lint gc clean
 
@@ -41,7 +43,7 @@ images: setup build ## build every image the default scenario needs (cached by c
 	bin/cnimatrix images build
 
 matrix: setup build ## run SCENARIO=... (cells picked by FILTER=...) with the CLI; matrix and artifacts to $(OUT)
-	bin/cnimatrix run $(SCENARIO) --out $(OUT) --artifacts $(OUT)/artifacts $(foreach f,$(FILTER),--filter '$(f)')
+	bin/cnimatrix run $(SCENARIO) --out $(OUT) --artifacts $(OUT)/artifacts $(foreach f,$(FILTER),--filter '$(f)') $(if $(SHARD),--shard $(SHARD))
 
 lint: ## gofmt, go vet, staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }

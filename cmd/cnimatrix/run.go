@@ -45,6 +45,7 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 		preflight         string
 		soak, soakEvery   time.Duration
 		soakMin           float64
+		shard             string
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO.yaml...",
@@ -85,12 +86,21 @@ had before any CNI (files under /etc/cni/net.d, /opt/cni/bin and the CNIs'
 state directories, links, routes, iptables chains and rules, nftables tables,
 ipsets, node annotations); what it cannot remove fails the phase, and that
 cluster is deleted instead of reused. Cells still run one at a time per
-cluster; it does not go with --keep.`,
+cluster; it does not go with --keep.
+
+--shard K/N runs the K-th of N parts of the selected cells, for N CI jobs or
+machines: every machine computes the same split from the same scenarios,
+filters and N; cells that share a reused cluster stay in one shard; shards
+are balanced by each cell's estimated cost (a cell with QEMU VM nodes weighs
+about four kind cells). Each shard writes its own matrix (an empty one when
+it has no cells); 'cnimatrix report --merge' joins them into the matrix one
+run would have written. --dry-run shows a shard's cells.`,
 		Example: `  cnimatrix run scenarios/offline-flannel.yaml
   cnimatrix run scenarios/offline-flannel.yaml --filter k8s=v1.37.2 --keep -v
   cnimatrix run scenarios/offline-flannel-upgrade.yaml
   cnimatrix run scenarios/offline-flannel-k8s-versions.yaml --reuse-clusters
-  cnimatrix run scenarios/offline-flannel.yaml --soak 10h --soak-interval 5s --soak-min-availability 99.9`,
+  cnimatrix run scenarios/offline-flannel.yaml --soak 10h --soak-interval 5s --soak-min-availability 99.9
+  cnimatrix run scenarios/calico-arm64.yaml --shard 3/8 --out _out/shard-3`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageError{fmt.Errorf("run takes one or more scenario files, got none")}
@@ -102,6 +112,30 @@ cluster; it does not go with --keep.`,
 			suite, err := loadSuite(args, filters, dryRun)
 			if err != nil {
 				return err
+			}
+			shardNote := ""
+			if shard != "" {
+				k, n, err := runner.ParseShard(shard)
+				if err != nil {
+					return badInput("--%v", err)
+				}
+				if len(suite.Cells) == 0 {
+					return badInput("no cell of %s matches the filters %v", strings.Join(args, ", "), filters)
+				}
+				costs := suite.ShardCosts(n, reuse)
+				suite.Shard(k, n, reuse)
+				shardNote = fmt.Sprintf("shard %d/%d: %d cells, estimated %s (every shard: %v)", k, n, len(suite.Cells), costs[k-1], costs)
+				if len(suite.Cells) == 0 {
+					// More shards than groups of cells: this one has
+					// nothing to do, and says so in an empty matrix the
+					// merge can read.
+					files, err := report.WriteAll(out, suite.Matrix(engine.HostInfo(version)))
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: nothing to run; wrote %s\n", shardNote, files.JSON)
+					return nil
+				}
 			}
 			if len(suite.Cells) == 0 {
 				return badInput("no cell of %s matches the filters %v", strings.Join(args, ", "), filters)
@@ -126,10 +160,16 @@ cluster; it does not go with --keep.`,
 				return badInput("--%v", err)
 			}
 			if dryRun {
+				if shardNote != "" {
+					fmt.Fprintln(cmd.OutOrStdout(), shardNote)
+				}
 				return printPlans(cmd.OutOrStdout(), suite)
 			}
 			log := logx.Stderr(g.verbose)
 			log.Infof("scenario %s: %d cells", suite.Name(), len(suite.Cells))
+			if shardNote != "" {
+				log.Infof("%s", shardNote)
+			}
 			eng, err := engine.Start(ctx, engine.Options{
 				Log: log, CacheDir: g.cacheDir, Keep: keep,
 				ArtifactsDir: artifacts.Dir(cmp.Or(artifactsDir, filepath.Join(out, "artifacts"))),
@@ -174,6 +214,7 @@ cluster; it does not go with --keep.`,
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep clusters after the run for debugging (prints how to reach them)")
 	cmd.Flags().StringArrayVar(&filters, "filter", nil, "run only matching cells: k8s=v1.37.2, arch=amd64, provider=kind, cni=flannel, <cni>=<version> (repeatable; all must match)")
 	cmd.Flags().BoolVar(&reuse, "reuse-clusters", false, "run cells that need the same cluster on one cluster, uninstalling the CNI in between (speed mode; see above)")
+	cmd.Flags().StringVar(&shard, "shard", "", "run only shard K/N of the selected cells (e.g. 2/8): a deterministic split balanced by estimated cost, cells sharing a reused cluster kept together; merge the shards' matrices with 'cnimatrix report --merge'")
 	cmd.Flags().IntVar(&parallel, "parallel", 1, "cells to run at once (each is a cluster: mind the cores)")
 	cmd.Flags().StringVar(&preflight, "preflight", string(engine.PreflightWarn), "audit each cell's images for its arch before creating its cluster: warn (record, run anyway), strict (fail the cell), off")
 	cmd.Flags().DurationVar(&soak, "soak", 0, "after a cell's checks pass, keep fetching nginx across nodes for this long (e.g. 10m, 10h) and record availability and latency")

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -180,5 +182,50 @@ func TestUnknownVerbAndOutFileExitTwo(t *testing.T) {
 	}
 	if code, stderr := runBad(t, "run", "../../scenarios/offline-flannel.yaml", "--out", file); code != exitBadInput || !strings.Contains(stderr, "--out "+file+" is a file") {
 		t.Errorf("--out a file: exit %d, %s", code, stderr)
+	}
+}
+
+// --shard: a bad value is bad input; the shards of a scenario's dry run
+// are disjoint and together hold every cell; a shard with no cells writes
+// an empty matrix and exits 0 without Docker.
+func TestRunShard(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+	scen := "../../scenarios/offline-flannel-k8s-versions.yaml"
+	for _, bad := range []string{"0/2", "3/2", "x"} {
+		if code, stderr := runBad(t, "run", scen, "--shard", bad); code != exitBadInput || !strings.Contains(stderr, "K/N") {
+			t.Errorf("--shard %s: exit %d, stderr %q", bad, code, stderr)
+		}
+	}
+	cellRe := regexp.MustCompile(`(?m)^(\S+_k8s-\S+)$`)
+	all := map[string]int{}
+	code, out, _, err := runCLI(t, "run", scen, "--dry-run")
+	if code != 0 {
+		t.Fatalf("dry run: exit %d %v\n%s", code, err, out)
+	}
+	whole := cellRe.FindAllStringSubmatch(out, -1)
+	for k := 1; k <= 2; k++ {
+		code, out, _, err := runCLI(t, "run", scen, "--dry-run", "--shard", fmt.Sprintf("%d/2", k))
+		if code != 0 || !strings.Contains(out, fmt.Sprintf("shard %d/2:", k)) {
+			t.Fatalf("shard %d/2: exit %d %v\n%s", k, code, err, out)
+		}
+		for _, m := range cellRe.FindAllStringSubmatch(out, -1) {
+			all[m[1]]++
+		}
+	}
+	if len(whole) == 0 || len(all) != len(whole) {
+		t.Errorf("shards hold %v, the scenario %d cells", all, len(whole))
+	}
+	for id, n := range all {
+		if n != 1 {
+			t.Errorf("cell %s in %d shards", id, n)
+		}
+	}
+	dir := t.TempDir()
+	code, _, stderr, err := runCLI(t, "run", scen, "--shard", "40/40", "--out", dir)
+	if code != 0 || !strings.Contains(stderr, "nothing to run") {
+		t.Fatalf("empty shard: exit %d %v\n%s", code, err, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "matrix.json")); err != nil {
+		t.Errorf("empty shard wrote no matrix: %v", err)
 	}
 }

@@ -39,6 +39,10 @@ func (e *Engine) reuses(s *scenario.Scenario) bool {
 	return (e.opts.ReuseClusters || s.ReuseClusters) && !e.opts.Keep
 }
 
+// PoolKey is poolKey, for the shells: cells with one key can share a
+// cluster, so a shard keeps them together.
+func PoolKey(s *scenario.Scenario, cell matrix.Cell) string { return poolKey(s, cell) }
+
 // poolKey is what makes two cells able to share a cluster: the same nodes
 // (provider, Kubernetes, arch, count; the node image follows from them),
 // networks and, for VM nodes, the same preloaded harness images.
