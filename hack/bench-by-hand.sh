@@ -66,12 +66,14 @@ say "network $NET ($SUBNET), registry $REGISTRY"
 ip tuntap add dev "$TAP" mode tap
 ip link set "$TAP" master "$BRIDGE"
 ip link set "$TAP" up
+(umask 077; printf %s "$TOKEN" >"$WORK/agent-token")
 qemu-img create -q -f qcow2 -b "$QEMU_DISK" -F raw "$WORK/overlay.qcow2"
 TVM=$(now)
 qemu-system-aarch64 -name "$VM" -nodefaults -no-user-config -display none -no-reboot \
 	-M virt -accel tcg -cpu max,pauth-impdef=on -smp 2 -m 2048 \
 	-kernel "$QEMU_KERNEL" -initrd "$QEMU_INITRD" \
-	-append "console=ttyAMA0 root=/dev/vda rootfstype=ext4 rw net.ifnames=0 panic=-1 cnimatrix.hostname=$VM cnimatrix.ip=$VMIP/$PREFIX cnimatrix.gw=$GW cnimatrix.token=$TOKEN" \
+	-append "console=ttyAMA0 root=/dev/vda rootfstype=ext4 rw net.ifnames=0 panic=-1 cnimatrix.hostname=$VM cnimatrix.ip=$VMIP/$PREFIX cnimatrix.gw=$GW cnimatrix.agent=1" \
+	-fw_cfg "name=opt/cnimatrix/agent-token,file=$WORK/agent-token" \
 	-drive "file=$WORK/overlay.qcow2,format=qcow2,if=virtio,cache=unsafe" \
 	-serial "file:$WORK/serial.log" -device virtio-rng-pci \
 	-netdev "tap,id=n0,ifname=$TAP,script=no,downscript=no" -device virtio-net-pci,netdev=n0,romfile= \

@@ -286,8 +286,8 @@ func diskFiles(sandboxImage string) map[string]string {
 	}
 }
 
-// agentUnit runs cnimatrix-agent when the kernel command line gives it a
-// token (booted by a provider, not by a self test).
+// agentUnit runs cnimatrix-agent when the kernel command line enables it
+// (booted by a provider, not by a self test); the token comes by fw_cfg.
 //
 // Like the node setup it does not wait for sysinit (udev): callers that
 // need containerd start it (systemctl start waits for it).
@@ -296,7 +296,7 @@ Description=cnimatrix agent (commands from the host)
 DefaultDependencies=no
 After=cnimatrix-node.service
 Wants=cnimatrix-node.service
-ConditionKernelCommandLine=cnimatrix.token
+ConditionKernelCommandLine=cnimatrix.agent
 
 [Service]
 ExecStart=/usr/local/bin/cnimatrix-agent serve

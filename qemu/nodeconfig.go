@@ -29,16 +29,18 @@ type NodeConfig struct {
 	// JoinCommand is a shell command run once, e.g. the output of
 	// `kubeadm token create --print-join-command`, plus any flags.
 	JoinCommand string
-	// Token enables cnimatrix-agent in the VM; requests must carry it.
-	Token string
+	// Agent enables cnimatrix-agent in the VM. Its token is not here: the
+	// kernel command line is world-readable in the guest (/proc/cmdline,
+	// from any pod) and printed on the serial console, so it travels as a
+	// fw_cfg file (VMOptions.AgentToken) that only root outside a container
+	// can read.
+	Agent bool
 	// SelfTest makes the disk print `uname -m` and the result of running
 	// an amd64 binary on the console (lines starting "cnimatrix-selftest:").
 	SelfTest bool
 }
 
 var hostnameRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-
-var tokenRe = regexp.MustCompile(`^[A-Za-z0-9]{16,64}$`)
 
 // maxCmdline is arm64's COMMAND_LINE_SIZE less room for the fixed arguments.
 const maxCmdline = 2048 - 256
@@ -96,11 +98,8 @@ func (c NodeConfig) KernelArgs() ([]string, error) {
 	if c.JoinCommand != "" {
 		args = append(args, "cnimatrix.join="+base64.StdEncoding.EncodeToString([]byte(c.JoinCommand)))
 	}
-	if c.Token != "" {
-		if !tokenRe.MatchString(c.Token) {
-			return nil, fmt.Errorf("node config: agent token must be 16-64 letters or digits")
-		}
-		args = append(args, "cnimatrix.token="+c.Token)
+	if c.Agent {
+		args = append(args, "cnimatrix.agent=1")
 	}
 	if c.SelfTest {
 		args = append(args, "cnimatrix.selftest=1")

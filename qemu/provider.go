@@ -176,7 +176,7 @@ func (p *Provider) Create(ctx context.Context, spec cluster.Spec) (_ *cluster.Cl
 		if err != nil {
 			return nil, err
 		}
-		args, err := NodeConfig{Hostname: n.name, Address: fmt.Sprintf("%s/%d", n.ip, prefix), Gateway: netw.Gateway, Token: token}.KernelArgs()
+		args, err := NodeConfig{Hostname: n.name, Address: fmt.Sprintf("%s/%d", n.ip, prefix), Gateway: netw.Gateway, Agent: true}.KernelArgs()
 		if err != nil {
 			return nil, err
 		}
@@ -188,7 +188,7 @@ func (p *Provider) Create(ctx context.Context, spec cluster.Spec) (_ *cluster.Cl
 		c.Logs[n.name+".serial.log"] = serial
 		n.vm, err = Boot(ctx, disk, VMOptions{
 			Name: n.name, CPUs: p.CPUs, MemoryMB: p.MemoryMB, Net: n.tap, SerialLog: serial,
-			KernelArgs: args, StateDir: filepath.Join(spec.WorkDir, "vm-"+n.name),
+			KernelArgs: args, StateDir: filepath.Join(spec.WorkDir, "vm-"+n.name), AgentToken: token,
 		})
 		if err != nil {
 			return nil, err
@@ -273,7 +273,7 @@ func (p *Provider) Create(ctx context.Context, spec cluster.Spec) (_ *cluster.Cl
 }
 
 func (n *vmNode) node() cluster.Node {
-	return cluster.Node{Name: n.name, Role: cluster.Worker, Arch: Arch, InternalIP: n.ip, Exec: n.agent}
+	return cluster.Node{Name: n.name, Role: cluster.Worker, Arch: Arch, InternalIP: n.ip, Exec: n.agent, Agent: n.agent.Addr}
 }
 
 // bootVM waits for the VM's agent and calibrates the VM.

@@ -43,7 +43,19 @@ type VMOptions struct {
 	// StateDir holds the VM's overlay disk and QMP socket; default a new
 	// temporary directory. It is removed by Stop.
 	StateDir string
+	// AgentToken, when set, is the token cnimatrix-agent requires. The
+	// guest reads it from the fw_cfg file AgentTokenFwCfg: root-only in
+	// sysfs and masked in every unprivileged container, unlike the kernel
+	// command line. On the host it is a 0600 file in StateDir, never a
+	// QEMU argument (which `ps` shows).
+	AgentToken string
 }
+
+// AgentTokenFwCfg is the fw_cfg name of the agent's token; the guest sees
+// it at /sys/firmware/qemu_fw_cfg/by_name/<name>/raw.
+const AgentTokenFwCfg = "opt/cnimatrix/agent-token"
+
+var tokenRe = regexp.MustCompile(`^[A-Za-z0-9]{16,64}$`)
 
 // VM is a running QEMU virtual machine.
 type VM struct {
@@ -121,6 +133,17 @@ func Boot(ctx context.Context, disk *Disk, opts VMOptions) (*VM, error) {
 		return fail(err)
 	}
 	qmp := filepath.Join(qmpDir, "qmp.sock")
+	var fwCfg []string
+	if opts.AgentToken != "" {
+		if !tokenRe.MatchString(opts.AgentToken) {
+			return fail(errors.New("agent token must be 16-64 letters or digits"))
+		}
+		tokenFile := filepath.Join(dir, "agent-token")
+		if err := os.WriteFile(tokenFile, []byte(opts.AgentToken), 0o600); err != nil {
+			return fail(err)
+		}
+		fwCfg = []string{"-fw_cfg", "name=" + AgentTokenFwCfg + ",file=" + tokenFile}
+	}
 	args := []string{"-name", opts.Name, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"}
 	args = append(args, accelArgs()...)
 	args = append(args,
@@ -132,6 +155,7 @@ func Boot(ctx context.Context, disk *Disk, opts VMOptions) (*VM, error) {
 		"-qmp", "unix:"+qmp+",server=on,wait=off",
 		"-device", "virtio-rng-pci",
 	)
+	args = append(args, fwCfg...)
 	switch opts.Net {
 	case "", "user":
 		args = append(args, "-netdev", "user,id=n0")

@@ -252,9 +252,9 @@ func healthCommands(c *corev1.Container) (names []string, cmds [][]string) {
 	return names, cmds
 }
 
-// calicoHealthTimeout bounds one health command; calico-node's own probe
-// allows 10 s, and an emulated node's exec round trip adds to it.
-const calicoHealthTimeout = 10*time.Second + execSlack
+// calicoHealthTimeout is calico-node's own probe's limit for one health
+// command; the exec round trip (Env.execSlack) comes on top.
+const calicoHealthTimeout = 10 * time.Second
 
 // calicoHealth runs each health command of p's readiness probe in the
 // calico-node container. ok is false only when a component answered that
@@ -279,7 +279,7 @@ func calicoHealth(ctx context.Context, env *Env, p *corev1.Pod) (string, bool) {
 	ok := true
 	var parts []string
 	for i, cmd := range cmds {
-		cctx, cancel := context.WithTimeout(ctx, calicoHealthTimeout)
+		cctx, cancel := context.WithTimeout(ctx, calicoHealthTimeout+env.execSlack())
 		out := env.exec(cctx, target, cmd...)
 		cancel()
 		msg := excerpt(strings.TrimSpace(out.Stdout+" "+out.Stderr), 200)

@@ -82,8 +82,11 @@ type Env struct {
 	// find the CNI's pods.
 	CNINamespace, CNISelector string
 	Timeout                   time.Duration // per wait; default 3m
-	Log                       *logx.Logger
-	TargetPort                int // Service targetPort; default 80 (tests set a wrong one)
+	// ExecSlack is what one exec into a pod may take beyond the command's
+	// own limit; default 30 s (emulated nodes need more).
+	ExecSlack  time.Duration
+	Log        *logx.Logger
+	TargetPort int // Service targetPort; default 80 (tests set a wrong one)
 	// KeepNamespace leaves the test namespace in place after Run, for
 	// diagnosis of a failed run.
 	KeepNamespace bool

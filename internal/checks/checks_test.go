@@ -147,19 +147,19 @@ func TestEvidenceString(t *testing.T) {
 }
 
 func TestParseCurl(t *testing.T) {
-	ok := parseCurl(execOutput{Stdout: "<html><body><h1>nginx-7d9-abc</h1>\n</body></html>\n" + curlMarker + "200 0.001234>>", Took: time.Second})
+	ok := parseCurl(execOutput{Stdout: "<html><body><h1>nginx-7d9-abc</h1>\n</body></html>\n" + curlMarker + "200 0.001234>>", Took: time.Second}, 35*time.Second)
 	if ok.Code != 200 || ok.Err != "" || ok.Latency != 1234*time.Microsecond || !strings.Contains(ok.Body, "nginx-7d9-abc") || strings.Contains(ok.Body, "cnimatrix-curl") {
 		t.Errorf("ok: %+v", ok)
 	}
-	refused := parseCurl(execOutput{Stdout: curlMarker + "000 0.000377>>", Stderr: "curl: (7) Failed to connect to 10.96.0.5 port 80 after 0 ms: Couldn't connect to server\n", Code: 7})
+	refused := parseCurl(execOutput{Stdout: curlMarker + "000 0.000377>>", Stderr: "curl: (7) Failed to connect to 10.96.0.5 port 80 after 0 ms: Couldn't connect to server\n", Code: 7}, 35*time.Second)
 	if refused.Code != 0 || refused.Err != "curl: (7) Failed to connect to 10.96.0.5 port 80 after 0 ms: Couldn't connect to server" {
 		t.Errorf("refused: %+v", refused)
 	}
-	missing := parseCurl(execOutput{Stderr: `exec: "curl": executable file not found in $PATH`, Code: 127})
+	missing := parseCurl(execOutput{Stderr: `exec: "curl": executable file not found in $PATH`, Code: 127}, 35*time.Second)
 	if !strings.HasPrefix(missing.Err, "probe image cannot run curl (exit 127)") {
 		t.Errorf("missing: %+v", missing)
 	}
-	transport := parseCurl(execOutput{Err: errors.New("exec in pod x/y: context deadline exceeded"), Took: 35 * time.Second})
+	transport := parseCurl(execOutput{Err: errors.New("exec in pod x/y: context deadline exceeded"), Took: 35 * time.Second}, 35*time.Second)
 	if transport.Err != "harness: exec in pod x/y: context deadline exceeded (after 35s; exec deadline 35s, curl's own --max-time 5s)" || !transport.Harness {
 		t.Errorf("transport: %+v", transport)
 	}
@@ -184,15 +184,15 @@ nginx.cnimatrix-checks.svc.cluster.local. 30 IN	A 10.96.41.7
 ;; WHEN: Sat Nov 28 10:00:00 UTC 2026
 ;; MSG SIZE  rcvd: 125
 `
-	d := parseDig(execOutput{Stdout: out})
+	d := parseDig(execOutput{Stdout: out}, 40*time.Second)
 	if d.Status != "NOERROR" || len(d.Answers) != 1 || d.Answers[0] != "10.96.41.7" || d.Server != "10.96.0.10#53(10.96.0.10)" || d.Latency != 3*time.Millisecond || d.Err != "" {
 		t.Errorf("%+v", d)
 	}
-	nx := parseDig(execOutput{Stdout: ";; ->>HEADER<<- opcode: QUERY, status: NXDOMAIN, id: 1\n"})
+	nx := parseDig(execOutput{Stdout: ";; ->>HEADER<<- opcode: QUERY, status: NXDOMAIN, id: 1\n"}, 40*time.Second)
 	if nx.Status != "NXDOMAIN" || len(nx.Answers) != 0 || nx.Err != "" {
 		t.Errorf("%+v", nx)
 	}
-	to := parseDig(execOutput{Stdout: ";; communications error to 10.96.0.10#53: timed out\n;; no servers could be reached\n", Code: 9})
+	to := parseDig(execOutput{Stdout: ";; communications error to 10.96.0.10#53: timed out\n;; no servers could be reached\n", Code: 9}, 40*time.Second)
 	if !strings.HasPrefix(to.Err, "dig exited 9: no DNS server answered: ;; communications error") {
 		t.Errorf("%+v", to)
 	}

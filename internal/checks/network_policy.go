@@ -152,10 +152,10 @@ func (NetworkPolicy) until(ctx context.Context, env *Env, src *corev1.Pod, url s
 	n := 0
 	for {
 		n++
-		actx, acancel := context.WithTimeout(ctx, curlDeadline)
+		actx, acancel := context.WithTimeout(ctx, env.curlDeadline())
 		out := env.exec(actx, src, curlArgv(url)...)
 		acancel()
-		last = parseCurl(out)
+		last = parseCurl(out, env.curlDeadline())
 		last.Attempts = 1
 		if out.Err == nil && cond(last) {
 			return last, n, time.Since(t0), true

@@ -181,7 +181,7 @@ type unameOutput struct {
 func (e *Env) uname(ctx context.Context, pod *corev1.Pod) unameOutput {
 	var u unameOutput
 	u.attempts = retry(ctx, probeAttempts, func(ctx context.Context) bool {
-		actx, cancel := context.WithTimeout(ctx, execSlack)
+		actx, cancel := context.WithTimeout(ctx, e.execSlack())
 		defer cancel()
 		out := e.exec(actx, pod, "uname", "-m")
 		u = unameOutput{machine: strings.TrimSpace(out.Stdout), took: out.Took}

@@ -16,9 +16,23 @@ import (
 // answer in milliseconds, so 5 s only ever expires on a black hole.
 const probeMaxTime = 5
 
-// execSlack is added to a probe's own timeout for the exec round trip, which
-// is slow on emulated nodes.
-const execSlack = 30 * time.Second
+// DefaultExecSlack is added to a probe's own timeout for the exec round
+// trip; Env.ExecSlack replaces it (the engine scales it for emulated nodes,
+// where the round trip is slower).
+const DefaultExecSlack = 30 * time.Second
+
+// execSlack is the exec round trip's allowance for this cluster.
+func (e *Env) execSlack() time.Duration {
+	if e.ExecSlack > 0 {
+		return e.ExecSlack
+	}
+	return DefaultExecSlack
+}
+
+// The exec deadlines of one curl and one dig: the tool's own limit plus
+// the exec round trip.
+func (e *Env) curlDeadline() time.Duration { return probeMaxTime*time.Second + e.execSlack() }
+func (e *Env) digDeadline() time.Duration  { return 10*time.Second + e.execSlack() }
 
 // httpProbe is the outcome of one HTTP probe, after retries.
 type httpProbe struct {
@@ -34,11 +48,13 @@ type httpProbe struct {
 
 const curlMarker = "\n<<cnimatrix-curl "
 
-// curlArgv fetches url once; -w appends a marker line with the status code and
-// timing so the body and the measurements travel in the same stdout.
-func curlArgv(url string) []string {
-	return []string{"curl", "-sS", "--max-time", strconv.Itoa(probeMaxTime), "--connect-timeout", "3",
-		"-w", curlMarker + "%{http_code} %{time_total}>>", url}
+// curlArgv fetches url once (extra are curl options, e.g. a header); -w
+// appends a marker line with the status code and timing so the body and the
+// measurements travel in the same stdout.
+func curlArgv(url string, extra ...string) []string {
+	argv := []string{"curl", "-sS", "--max-time", strconv.Itoa(probeMaxTime), "--connect-timeout", "3",
+		"-w", curlMarker + "%{http_code} %{time_total}>>"}
+	return append(append(argv, extra...), url)
 }
 
 // curl exit codes worth another attempt: the network path may still be
@@ -52,15 +68,15 @@ var curlTransient = map[int]string{
 	56: "receive failure",
 }
 
-// curlFrom runs curl in pod against url, up to attempts times while the
-// failure is at transport level.
-func (e *Env) curlFrom(ctx context.Context, pod *corev1.Pod, url string, attempts int) httpProbe {
+// curlFrom runs curl in pod against url (with extra curl options), up to
+// attempts times while the failure is at transport level.
+func (e *Env) curlFrom(ctx context.Context, pod *corev1.Pod, url string, attempts int, extra ...string) httpProbe {
 	var p httpProbe
 	p.Attempts = retry(ctx, attempts, func(ctx context.Context) bool {
-		actx, cancel := context.WithTimeout(ctx, curlDeadline)
+		actx, cancel := context.WithTimeout(ctx, e.curlDeadline())
 		defer cancel()
-		out := e.exec(actx, pod, curlArgv(url)...)
-		p = parseCurl(out)
+		out := e.exec(actx, pod, curlArgv(url, extra...)...)
+		p = parseCurl(out, e.curlDeadline())
 		if out.Err != nil {
 			return true
 		}
@@ -72,11 +88,12 @@ func (e *Env) curlFrom(ctx context.Context, pod *corev1.Pod, url string, attempt
 
 var curlTail = regexp.MustCompile(`(?s)^(.*)` + regexp.QuoteMeta(curlMarker) + `(\d{3}) ([0-9.]+)>>\s*$`)
 
-// parseCurl reads curlArgv's output.
-func parseCurl(out execOutput) httpProbe {
+// parseCurl reads curlArgv's output; deadline is the exec's, for the
+// message of a harness fault.
+func parseCurl(out execOutput, deadline time.Duration) httpProbe {
 	p := httpProbe{Latency: out.Took}
 	if out.Err != nil {
-		p.Err, p.Harness = harnessError(out, curlDeadline, fmt.Sprintf("curl's own --max-time %ds", probeMaxTime)), true
+		p.Err, p.Harness = harnessError(out, deadline, fmt.Sprintf("curl's own --max-time %ds", probeMaxTime)), true
 		return p
 	}
 	body := out.Stdout
@@ -168,10 +185,10 @@ func digArgv(name, qtype string) []string {
 func (e *Env) digFrom(ctx context.Context, pod *corev1.Pod, name, qtype string) dnsProbe {
 	var d dnsProbe
 	d.Attempts = retry(ctx, probeAttempts, func(ctx context.Context) bool {
-		actx, cancel := context.WithTimeout(ctx, digDeadline)
+		actx, cancel := context.WithTimeout(ctx, e.digDeadline())
 		defer cancel()
 		out := e.exec(actx, pod, digArgv(name, qtype)...)
-		d = parseDig(out)
+		d = parseDig(out, e.digDeadline())
 		return out.Err != nil || out.Code == 9
 	})
 	return d
@@ -183,10 +200,10 @@ var (
 	digQueryMs = regexp.MustCompile(`(?m)^;; Query time: (\d+) msec`)
 )
 
-func parseDig(out execOutput) dnsProbe {
+func parseDig(out execOutput, deadline time.Duration) dnsProbe {
 	d := dnsProbe{Latency: out.Took}
 	if out.Err != nil {
-		d.Err, d.Harness = harnessError(out, digDeadline, "dig's own +time=2 +tries=2"), true
+		d.Err, d.Harness = harnessError(out, deadline, "dig's own +time=2 +tries=2"), true
 		return d
 	}
 	if m := digStatus.FindStringSubmatch(out.Stdout); m != nil {
@@ -229,10 +246,3 @@ func hostPort(ip string, port int32) string {
 func harnessError(out execOutput, deadline time.Duration, own string) string {
 	return fmt.Sprintf("harness: %v (after %s; exec deadline %s, %s)", out.Err, out.Took.Truncate(time.Millisecond), deadline, own)
 }
-
-// The exec deadlines of one curl and one dig: the tool's own limit plus
-// the exec round trip.
-const (
-	curlDeadline = probeMaxTime*time.Second + execSlack
-	digDeadline  = 10*time.Second + execSlack
-)

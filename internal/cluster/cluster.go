@@ -73,6 +73,11 @@ type Node struct {
 	Arch       string
 	InternalIP string
 	Exec       Execer
+	// Agent is host:port of the harness's own agent on the node (a QEMU
+	// VM's cnimatrix-agent, which runs commands as root), "" when the node
+	// has none. Pods on the node can reach it; the checks prove they cannot
+	// use it (NodeAgentSealed).
+	Agent string
 }
 
 // Execer runs a command on a node.

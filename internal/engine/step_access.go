@@ -19,7 +19,7 @@ var stepAccess = Step{Name: "cluster-access", Infra: true, Run: func(ctx context
 		f := waitScale(cl.Slowdown)
 		c.timeouts.CNIReady = time.Duration(float64(c.timeouts.CNIReady) * f)
 		c.timeouts.Checks = time.Duration(float64(c.timeouts.Checks) * f)
-		c.log.Infof("emulated nodes: CPU slowdown %.1fx, waits scaled by %.1f (cni-ready %s, checks %s)", cl.Slowdown, f, c.timeouts.CNIReady, c.timeouts.Checks)
+		c.log.Infof("emulated nodes: CPU slowdown %.1fx, waits scaled by %.1f (cni-ready %s, checks %s, exec round trip %s)", cl.Slowdown, f, c.timeouts.CNIReady.Round(time.Second), c.timeouts.Checks.Round(time.Second), c.execSlack().Round(time.Second))
 	}
 	cfg, err := cl.RESTConfig()
 	if err == nil {

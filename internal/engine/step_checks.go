@@ -2,9 +2,11 @@ package engine
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/cnimatrix/cnimatrix/internal/checks"
+	"github.com/cnimatrix/cnimatrix/internal/cluster"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
 )
 
@@ -17,8 +19,19 @@ const StepChecks = "checks"
 var stepChecks = Step{Name: StepChecks, Run: func(ctx context.Context, c *cellRun) StepResult {
 	c.env = c.checksEnv()
 	c.checksRan = true
-	return c.runChecks(ctx, "", c.plan.Checks)
+	return c.runChecks(ctx, "", withAgentCheck(c.plan.Checks, c.cl.Nodes))
 }}
+
+// withAgentCheck adds NodeAgentSealed when some node runs the harness's own
+// agent: a cell whose pods could take over such a node is no verdict.
+func withAgentCheck(list []checks.Check, nodes []cluster.Node) []checks.Check {
+	for _, n := range nodes {
+		if n.Agent != "" {
+			return append(slices.Clip(list), checks.NodeAgentSealed{})
+		}
+	}
+	return list
+}
 
 func (c *cellRun) checksEnv() *checks.Env {
 	p := c.plan
@@ -31,7 +44,20 @@ func (c *cellRun) checksEnv() *checks.Env {
 		// its workloads): waiting for the namespace to go costs ~15 s for nothing.
 		KeepNamespace: true,
 		Arch:          p.Cell.Arch, CNIWorkloads: cniWorkloads(c.applied, p.cni()),
+		ExecSlack:     c.execSlack(),
 	}
+}
+
+// execSlack is what one exec into a pod may take beyond its command's own
+// limit: scaled like the cell's waits on emulated nodes, where the API
+// server, kubelet and runtime round trip is that much slower.
+func (c *cellRun) execSlack() time.Duration {
+	if !c.cl.Emulated {
+		return checks.DefaultExecSlack
+	}
+	// At most 2 minutes: an exec that takes longer is stuck, not slow, and
+	// each probe retries it.
+	return min(time.Duration(float64(checks.DefaultExecSlack)*waitScale(c.cl.Slowdown)), 2*time.Minute)
 }
 
 // runChecks runs list as phases "check:<name>" (prefix before them).

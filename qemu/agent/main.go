@@ -3,7 +3,7 @@
 // its nodes (kubeadm join, journals for artifacts, calibration) before and
 // whether or not Kubernetes works on it.
 //
-//	cnimatrix-agent serve      listen on :10299; the token is cnimatrix.token= on the kernel command line
+//	cnimatrix-agent serve      listen on :10299; requests carry the token of the fw_cfg file opt/cnimatrix/agent-token
 //	cnimatrix-agent calibrate  run a fixed CPU workload and print its duration in microseconds
 //
 // The host builds this file for both arches: `calibrate` run natively on the
@@ -78,17 +78,30 @@ func calibrate() time.Duration {
 	return time.Since(t0)
 }
 
+// tokenFile is where the kernel's qemu_fw_cfg driver shows the token the
+// host gave QEMU (-fw_cfg name=opt/cnimatrix/agent-token). It is mode 0400
+// and /sys/firmware is masked in unprivileged containers, so pods on the
+// node cannot read it; the kernel command line (/proc/cmdline) any pod can,
+// which is why the token is not there.
+const tokenFile = "/sys/firmware/qemu_fw_cfg/by_name/opt/cnimatrix/agent-token/raw"
+
 func token() (string, error) {
-	b, err := os.ReadFile("/proc/cmdline")
-	if err != nil {
-		return "", err
-	}
-	for _, w := range strings.Fields(string(b)) {
-		if v, ok := strings.CutPrefix(w, "cnimatrix.token="); ok && v != "" {
-			return v, nil
+	b, err := os.ReadFile(tokenFile)
+	if errors.Is(err, os.ErrNotExist) {
+		// The driver is a module; the agent may start before
+		// systemd-modules-load.
+		if out, merr := exec.Command("modprobe", "qemu_fw_cfg").CombinedOutput(); merr != nil {
+			return "", fmt.Errorf("modprobe qemu_fw_cfg: %v: %s", merr, bytes.TrimSpace(out))
 		}
+		b, err = os.ReadFile(tokenFile)
 	}
-	return "", errors.New("no cnimatrix.token= on the kernel command line")
+	if err != nil {
+		return "", fmt.Errorf("agent token: %w", err)
+	}
+	if t := strings.TrimSpace(string(b)); len(t) >= 16 {
+		return t, nil
+	}
+	return "", fmt.Errorf("agent token: %s holds no token", tokenFile)
 }
 
 // ExecRequest and ExecResponse are the /exec protocol (JSON).
