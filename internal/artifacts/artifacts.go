@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/cnimatrix/cnimatrix/internal/cluster"
+	"github.com/cnimatrix/cnimatrix/internal/redact"
 )
 
 // Dir returns the artifacts root: $ARTIFACTS when set (as CI systems expect), else def.
@@ -55,7 +56,7 @@ func Collect(ctx context.Context, dir string, client kubernetes.Interface, nodes
 	if pods, err := client.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); err != nil {
 		keep(fmt.Errorf("list pods: %w", err))
 	} else {
-		write("pods.yaml", pods)
+		write("pods.yaml", withoutSecretEnv(pods))
 		keep(podLogs(ctx, filepath.Join(dir, "logs"), client, pods.Items))
 		keep(WriteRedacted(filepath.Join(dir, "pods.txt"), []byte(podTable(pods.Items))))
 	}
@@ -88,6 +89,30 @@ func Collect(ctx context.Context, dir string, client kubernetes.Interface, nodes
 		keep(nodeFacts(ctx, filepath.Join(dir, "nodes", n.Name), n))
 	}
 	return errors.Join(errs...)
+}
+
+// secretEnv names environment variables whose values are secrets by name.
+var secretEnv = regexp.MustCompile(`(?i)(token|secret|passw|key|credential|auth)`)
+
+// withoutSecretEnv is pods with the values of secret-named environment
+// variables replaced: a pod's spec carries them in clear, and the text
+// redaction cannot tell `value:` of API_TOKEN from that of NODE_NAME.
+// (valueFrom references stay: they name a Secret, not its content.)
+func withoutSecretEnv(pods *corev1.PodList) *corev1.PodList {
+	out := pods.DeepCopy()
+	for i := range out.Items {
+		spec := &out.Items[i].Spec
+		for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
+			for j := range cs {
+				for k := range cs[j].Env {
+					if e := &cs[j].Env[k]; e.Value != "" && secretEnv.MatchString(e.Name) {
+						e.Value = redact.Marker
+					}
+				}
+			}
+		}
+	}
+	return out
 }
 
 func podTable(pods []corev1.Pod) string {
@@ -164,25 +189,8 @@ func nodeFacts(ctx context.Context, dir string, n cluster.Node) error {
 
 func ptr[T any](v T) *T { return &v }
 
-var redactions = []*regexp.Regexp{
-	regexp.MustCompile(`-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----`),
-	regexp.MustCompile(`-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----`),
-	regexp.MustCompile(`\b[a-z0-9]{6}\.[a-z0-9]{16}\b`), // kubeadm bootstrap tokens
-	regexp.MustCompile(`(?i)((?:client-key-data|client-certificate-data|certificate-authority-data|token|password|secret)["']?\s*[:=]\s*["']?)[^\s"',}]+`),
-	regexp.MustCompile(`eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}`), // JWTs (service account tokens)
-}
-
 // Redact removes secrets, tokens, certificates and keys from b.
-func Redact(b []byte) []byte {
-	for i, re := range redactions {
-		if i == 3 {
-			b = re.ReplaceAll(b, []byte("${1}REDACTED"))
-			continue
-		}
-		b = re.ReplaceAll(b, []byte("REDACTED"))
-	}
-	return b
-}
+func Redact(b []byte) []byte { return redact.Bytes(b) }
 
 // WriteRedacted writes b with secrets removed, creating parent folders.
 func WriteRedacted(path string, b []byte) error {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 func TestRedactRemovesSecrets(t *testing.T) {
@@ -45,5 +47,28 @@ func TestDirHonoursARTIFACTS(t *testing.T) {
 	t.Setenv("ARTIFACTS", "")
 	if got := Dir("_out/artifacts"); got != "_out/artifacts" {
 		t.Errorf("Dir = %q", got)
+	}
+}
+
+func TestPodDumpHidesSecretEnvValues(t *testing.T) {
+	pods := &corev1.PodList{Items: []corev1.Pod{{Spec: corev1.PodSpec{
+		InitContainers: []corev1.Container{{Name: "init", Env: []corev1.EnvVar{{Name: "DB_PASSWORD", Value: "pw-planted"}}}},
+		Containers: []corev1.Container{{Name: "c", Env: []corev1.EnvVar{
+			{Name: "API_TOKEN", Value: "tok-planted"}, {Name: "NODE_NAME", Value: "worker-1"},
+			{Name: "TLS_KEY", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{Key: "tls.key"}}},
+		}}},
+	}}}}
+	out := withoutSecretEnv(pods)
+	got := map[string]string{}
+	for _, c := range append(out.Items[0].Spec.InitContainers, out.Items[0].Spec.Containers...) {
+		for _, e := range c.Env {
+			got[e.Name] = e.Value
+		}
+	}
+	if got["DB_PASSWORD"] != "REDACTED" || got["API_TOKEN"] != "REDACTED" || got["NODE_NAME"] != "worker-1" || got["TLS_KEY"] != "" {
+		t.Errorf("env after redaction: %v", got)
+	}
+	if pods.Items[0].Spec.Containers[0].Env[0].Value != "tok-planted" {
+		t.Error("the cluster's own list was changed")
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/cnimatrix/cnimatrix/internal/diagnose"
 	"github.com/cnimatrix/cnimatrix/internal/logx"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
+	"github.com/cnimatrix/cnimatrix/internal/redact"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
 )
 
@@ -149,6 +150,15 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 	if res.Outcome != matrix.Pass && res.Outcome != matrix.Skipped {
 		res.RootCause = diagnose.RootCause(res)
 	}
+	if err := ctx.Err(); err != nil && res.Outcome != matrix.Skipped {
+		// Interrupted (Ctrl-C, SIGTERM, a spec's timeout): whatever failed
+		// after that failed because of it, so the cell has no verdict.
+		res.Outcome, res.RootCause = matrix.Unknown, ""
+		res.Reason = fmt.Sprintf("interrupted (%v) during %s", context.Cause(ctx), lastPhase(res))
+	}
+	// Evidence quotes pod logs and command output, and the result goes to
+	// matrix files, JUnit and CI logs: no secret may travel with it.
+	redact.Strings(&res)
 	c.log.Infof("cell %s: %s %s", cell.ID(), res.Outcome, res.RootCause)
 	return res
 }
@@ -246,6 +256,17 @@ func verdict(r matrix.Result, checksRan bool) (matrix.Outcome, string) {
 // besideVerdict are the steps whose failures say what is left behind or
 // what could not be kept, not whether the CNI works.
 var besideVerdict = map[string]bool{"teardown": true, PhaseUninstall: true, "baseline": true, "artifacts": true}
+
+// lastPhase names the phase a cell was in when it ended, the teardown and
+// artifacts that follow an end aside.
+func lastPhase(r matrix.Result) string {
+	for i := len(r.Phases) - 1; i >= 0; i-- {
+		if !besideVerdict[r.Phases[i].Step] && !besideVerdict[r.Phases[i].Name] {
+			return r.Phases[i].Name
+		}
+	}
+	return "its start"
+}
 
 func firstLine(s string) string {
 	for i, c := range s {

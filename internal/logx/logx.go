@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/cnimatrix/cnimatrix/internal/redact"
 )
 
 // Logger writes progress lines. The zero value is not usable; use New or Discard.
@@ -54,7 +56,8 @@ func (l *Logger) line(format string, args ...any) {
 	if p != "" {
 		p += " "
 	}
-	fmt.Fprintf(l.w, "%8s %s%s\n", ts, p, fmt.Sprintf(format, args...))
+	// A line may quote a pod's log or a provider's output: never a secret.
+	fmt.Fprintf(l.w, "%8s %s%s\n", ts, p, redact.String(fmt.Sprintf(format, args...)))
 }
 
 // Infof prints a line always.
