@@ -7,10 +7,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
+	"github.com/cnimatrix/cnimatrix/internal/report"
 )
 
 func newDiffCmd() *cobra.Command {
-	var expFile, md string
+	var expFile, md, page string
 	cmd := &cobra.Command{
 		Use:   "diff BASELINE.json NEW.json",
 		Short: "Compare a matrix with a baseline; fail on regressions (a CI gate)",
@@ -40,7 +41,8 @@ reason is required, link strongly encouraged):
       reason: ...
 
 The text report goes to standard output; --markdown also writes it as
-Markdown, e.g. to "$GITHUB_STEP_SUMMARY".
+Markdown, e.g. to "$GITHUB_STEP_SUMMARY"; --html writes NEW's matrix page
+(one table per arch) with each regressed and fixed cell outlined.
 
 Exit status: 0 no regressions, 1 some regression, 2 unreadable matrix or
 invalid expectations file (errors name file:line).`,
@@ -81,6 +83,11 @@ invalid expectations file (errors name file:line).`,
 					return err
 				}
 			}
+			if page != "" {
+				if err := writeHTMLDiff(page, cur, &d); err != nil {
+					return err
+				}
+			}
 			if n := d.Regressions(); n > 0 {
 				return failedError{fmt.Sprintf("%d regression(s) against %s", n, args[0])}
 			}
@@ -89,6 +96,7 @@ invalid expectations file (errors name file:line).`,
 	}
 	cmd.Flags().StringVar(&expFile, "expectations", "", "YAML file of known failures (see above)")
 	cmd.Flags().StringVar(&md, "markdown", "", "also write the report as Markdown to this file")
+	cmd.Flags().StringVar(&page, "html", "", "also write NEW's matrix page to this file with regressions and fixes against BASELINE outlined")
 	return cmd
 }
 
@@ -105,4 +113,16 @@ func writeMarkdownDiff(path string, d *matrix.DiffReport) error {
 		return fmt.Errorf("write diff markdown %s: %w", path, err)
 	}
 	return nil
+}
+
+func writeHTMLDiff(path string, cur *matrix.Matrix, d *matrix.DiffReport) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("write diff html: %w", err)
+	}
+	if err := report.HTMLDiff(f, cur, d); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

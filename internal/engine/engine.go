@@ -127,7 +127,7 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	// context (a Ginkgo BeforeSuite's ends when the node does): Close stops it.
 	regCtx, stopReg := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopRegistry = stopReg
-	reg, err := images.StartRegistry(regCtx, gw+":0", opts.Log)
+	reg, err := images.StartRegistry(regCtx, gw+":0", opts.Log, images.RegistryTempName(cluster.RegistryTempName(e.runID)))
 	if err != nil {
 		stopReg()
 		_ = kindprov.DeleteNetwork(context.WithoutCancel(ctx), e.network)

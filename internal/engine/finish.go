@@ -25,6 +25,12 @@ func (c *cellRun) finish(ctx context.Context) {
 		c.collect(ctx)
 	}
 	if c.cl == nil {
+		// No cluster (its creation failed or was interrupted, and the
+		// provider removed what it had made): its work folder holds
+		// nothing to keep, a VM's overlay disk perhaps, and goes too.
+		if c.pool == nil && c.workDir != "" {
+			_ = os.RemoveAll(c.workDir)
+		}
 		return
 	}
 	if c.pool == nil {

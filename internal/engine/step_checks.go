@@ -44,7 +44,7 @@ func (c *cellRun) checksEnv() *checks.Env {
 		// its workloads): waiting for the namespace to go costs ~15 s for nothing.
 		KeepNamespace: true,
 		Arch:          p.Cell.Arch, CNIWorkloads: cniWorkloads(c.applied, p.cni()),
-		ExecSlack:     c.execSlack(),
+		ExecSlack: c.execSlack(),
 	}
 }
 

@@ -39,6 +39,8 @@ type Registry struct {
 	stop     chan struct{}
 	client   *http.Transport
 
+	tempName string
+
 	mu     sync.Mutex
 	misses []string
 	closed bool
@@ -52,6 +54,13 @@ type RegistryOption func(*Registry)
 // by Close.
 func RegistryBlobDir(dir string) RegistryOption {
 	return func(r *Registry) { r.blobDir = dir }
+}
+
+// RegistryTempName names the temporary blob directory (os.MkdirTemp's
+// pattern, under $TMPDIR) when no RegistryBlobDir is given: a run puts its
+// run ID in it so that `cnimatrix gc` can tell a dead run's blobs.
+func RegistryTempName(pattern string) RegistryOption {
+	return func(r *Registry) { r.tempName = pattern }
 }
 
 // RegistryLinkStore lets Push hard-link blobs from s instead of copying
@@ -71,7 +80,10 @@ func StartRegistry(ctx context.Context, listenAddr string, lg *logx.Logger, opts
 		o(r)
 	}
 	if r.blobDir == "" {
-		d, err := os.MkdirTemp("", "cnimatrix-registry-")
+		if r.tempName == "" {
+			r.tempName = "cnimatrix-registry-"
+		}
+		d, err := os.MkdirTemp("", r.tempName)
 		if err != nil {
 			return nil, fmt.Errorf("start registry: %w", err)
 		}

@@ -35,6 +35,40 @@ func HTML(w io.Writer, m *matrix.Matrix) error {
 	return writeHTML(w, m, "")
 }
 
+// HTMLDiff writes the current matrix's page with the diff against a
+// baseline drawn on it: a cell that regressed (passed in the baseline, does
+// not pass now, and no expectation accepts it) is outlined and says what it
+// was, as is a cell that was fixed; the summary line is the diff's.
+func HTMLDiff(w io.Writer, current *matrix.Matrix, d *matrix.DiffReport) error {
+	p, err := buildPage(current, "")
+	if err != nil {
+		return err
+	}
+	mark := func(changes []matrix.Change, kind string) {
+		for _, ch := range changes {
+			for _, c := range p.Cells {
+				if c.ID == ch.ID {
+					c.Change, c.Was = kind, outcomeWithCause(ch.Before, ch.BeforeCause)
+				}
+			}
+		}
+	}
+	mark(d.Regressed, "regressed")
+	mark(d.Fixed, "fixed")
+	p.Summary = d.Summary()
+	if err := pageTemplate.Execute(w, p); err != nil {
+		return fmt.Errorf("render html: %w", err)
+	}
+	return nil
+}
+
+func outcomeWithCause(o matrix.Outcome, cause string) string {
+	if cause == "" || o == matrix.Pass {
+		return string(o)
+	}
+	return string(o) + " " + cause
+}
+
 // writeHTML is HTML for a page saved in pageDir ("" when unknown).
 func writeHTML(w io.Writer, m *matrix.Matrix, pageDir string) error {
 	p, err := buildPage(m, pageDir)
@@ -51,9 +85,7 @@ type htmlPage struct {
 	Scenario, Summary, Generated, Host string
 	CSS                                template.CSS
 	Counts                             []htmlCount
-	Groups                             []htmlGroup
-	Cols                               []htmlCol
-	Rows                               []htmlRow
+	Blocks                             []htmlBlock
 	Cells                              []*htmlCell
 }
 
@@ -62,13 +94,25 @@ type htmlCount struct {
 	N       int
 }
 
-// htmlGroup is a Kubernetes version heading spanning its arch x provider columns.
+// htmlBlock is one arch's table: rows CNI versions, columns Kubernetes
+// versions (split by provider when the arch has more than one).
+type htmlBlock struct {
+	Arch   string
+	Counts []htmlCount
+	Groups []htmlGroup
+	Cols   []htmlCol
+	Rows   []htmlRow
+	// Providers is true when a second header row names each column's provider.
+	Providers bool
+}
+
+// htmlGroup is a Kubernetes version heading spanning its provider columns.
 type htmlGroup struct {
 	Kubernetes string
 	Span       int
 }
 
-type htmlCol struct{ Kubernetes, Arch, Provider string }
+type htmlCol struct{ Kubernetes, Provider string }
 
 type htmlRow struct {
 	CNI, Version, Variant string
@@ -85,6 +129,12 @@ type htmlCell struct {
 	Evidence                                                              []htmlEvidence
 	EvidenceOK                                                            int
 	Longest                                                               string
+	// Tested is the Kubernetes range the release was tested on upstream,
+	// Range whether this cell is inside it; Arm64Notes are the catalog's.
+	Tested, Range string
+	Arm64Notes    []string
+	// Change is "regressed" or "fixed" against a baseline, when one is given.
+	Change, Was string
 }
 
 type htmlPhase struct {
@@ -113,13 +163,57 @@ func buildPage(m *matrix.Matrix, pageDir string) (*htmlPage, error) {
 		p.Counts = append(p.Counts, htmlCount{string(o), counts[o]})
 	}
 
+	byArch := map[string][]matrix.Result{}
+	var arches []string
+	for _, r := range m.Results {
+		if byArch[r.Arch] == nil {
+			arches = append(arches, r.Arch)
+		}
+		byArch[r.Arch] = append(byArch[r.Arch], r)
+	}
+	slices.SortFunc(arches, archLess)
+	// Details follow the tables' reading order, so the page reads top to bottom.
+	for _, arch := range arches {
+		b, err := buildBlock(arch, byArch[arch], pageDir)
+		if err != nil {
+			return nil, err
+		}
+		for _, row := range b.Rows {
+			for _, c := range row.Cells {
+				if c != nil {
+					p.Cells = append(p.Cells, c)
+				}
+			}
+		}
+		p.Blocks = append(p.Blocks, b)
+	}
+	return p, nil
+}
+
+func outcomeCounts(results []matrix.Result) []htmlCount {
+	n := map[matrix.Outcome]int{}
+	for _, r := range results {
+		n[r.Outcome]++
+	}
+	var out []htmlCount
+	for _, o := range []matrix.Outcome{matrix.Pass, matrix.Fail, matrix.InfraError, matrix.Skipped, matrix.Unknown} {
+		out = append(out, htmlCount{string(o), n[o]})
+	}
+	return out
+}
+
+// buildBlock lays out one arch's results.
+func buildBlock(arch string, results []matrix.Result, pageDir string) (htmlBlock, error) {
+	b := htmlBlock{Arch: arch, Counts: outcomeCounts(results)}
 	type rowKey struct{ cni, version, variant string }
 	var rows []rowKey
 	var cols []htmlCol
+	providers := map[string]bool{}
 	at := map[rowKey]map[htmlCol]*htmlCell{}
-	for _, r := range m.Results {
+	for _, r := range results {
 		rk := rowKey{r.CNI, r.VersionLabel(), r.Variant}
-		ck := htmlCol{r.Kubernetes, r.Arch, r.Provider}
+		ck := htmlCol{r.Kubernetes, r.Provider}
+		providers[r.Provider] = true
 		if at[rk] == nil {
 			at[rk] = map[htmlCol]*htmlCell{}
 			rows = append(rows, rk)
@@ -129,10 +223,11 @@ func buildPage(m *matrix.Matrix, pageDir string) (*htmlPage, error) {
 		}
 		if prev := at[rk][ck]; prev != nil {
 			// One table cell per matrix cell: a second result would have to hide one of the two.
-			return nil, fmt.Errorf("render html: cell %s has two results in the matrix", prev.ID)
+			return b, fmt.Errorf("render html: cell %s has two results in the matrix", prev.ID)
 		}
 		at[rk][ck] = newHTMLCell(r, pageDir)
 	}
+	b.Providers = len(providers) > 1
 	slices.SortFunc(rows, func(a, b rowKey) int {
 		if c := strings.Compare(a.cni, b.cni); c != 0 {
 			return c
@@ -146,32 +241,24 @@ func buildPage(m *matrix.Matrix, pageDir string) (*htmlPage, error) {
 		if c := compareVersions(a.Kubernetes, b.Kubernetes); c != 0 {
 			return c
 		}
-		if c := strings.Compare(a.Arch, b.Arch); c != 0 {
-			return c
-		}
 		return strings.Compare(a.Provider, b.Provider)
 	})
-	p.Cols = cols
+	b.Cols = cols
 	for _, c := range cols {
-		if n := len(p.Groups); n > 0 && p.Groups[n-1].Kubernetes == c.Kubernetes {
-			p.Groups[n-1].Span++
+		if n := len(b.Groups); n > 0 && b.Groups[n-1].Kubernetes == c.Kubernetes {
+			b.Groups[n-1].Span++
 			continue
 		}
-		p.Groups = append(p.Groups, htmlGroup{c.Kubernetes, 1})
+		b.Groups = append(b.Groups, htmlGroup{c.Kubernetes, 1})
 	}
-	// Details follow the table's reading order, so the page reads top to bottom.
 	for _, rk := range rows {
 		row := htmlRow{CNI: rk.cni, Version: rk.version, Variant: rk.variant}
 		for _, ck := range cols {
-			c := at[rk][ck]
-			row.Cells = append(row.Cells, c)
-			if c != nil {
-				p.Cells = append(p.Cells, c)
-			}
+			row.Cells = append(row.Cells, at[rk][ck])
 		}
-		p.Rows = append(p.Rows, row)
+		b.Rows = append(b.Rows, row)
 	}
-	return p, nil
+	return b, nil
 }
 
 func newHTMLCell(r matrix.Result, pageDir string) *htmlCell {
@@ -197,6 +284,8 @@ func newHTMLCell(r matrix.Result, pageDir string) *htmlCell {
 	if r.DurationMS > 0 {
 		c.Duration = fmtDuration(r.DurationMS)
 	}
+	up := upstreamOf(r.Cell)
+	c.Tested, c.Range, c.Arm64Notes = up.Tested, up.Range, up.Arm64Notes
 	if r.Artifacts != "" {
 		c.ArtifactsURL = artifactsURL(r.Artifacts, pageDir)
 	}
@@ -354,6 +443,12 @@ td.cell .fidelity.vm-emulated{font-style:italic}
 td.cell .cause{display:inline-block;margin-top:3px;padding:0 6px;border-radius:4px;background:rgba(255,255,255,.22);font-size:12px;font-weight:600}
 td.cell.o-unknown .cause{background:rgba(0,0,0,.08)}
 td.cell .time{display:block;font-size:11.5px;opacity:.85}
+td.cell .range,td.cell .notes{display:block;font-size:11.5px;font-style:italic;opacity:.92}
+td.cell .change{display:block;font-size:12px;font-weight:700}
+td.cell.regressed{outline:4px solid #8250df;outline-offset:-4px}
+td.cell.fixed{outline:4px dashed #0969da;outline-offset:-4px}
+section.arch h2{margin-bottom:4px}
+dd.arm64-notes ul{margin:0;padding-left:18px}
 td.none{color:#8c959f;text-align:center;background:#fff;border:1px dashed #e1e4e8;border-radius:6px}
 .legend{margin:10px 0 0;color:#57606a;font-size:12.5px}
 section.detail{background:#fff;border:1px solid #d0d7de;border-left:6px solid var(--c);border-radius:8px;padding:12px 18px 14px;margin:0 0 14px}
@@ -401,20 +496,24 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <h1 id="matrix">cnimatrix: {{.Scenario}}</h1>
 <p class="meta">{{.Summary}}.{{if .Generated}} Generated {{.Generated}}{{end}}{{if .Host}} on {{.Host}}{{end}}.</p>
 <ul class="counts">{{range .Counts}}<li class="fill o-{{.Outcome}}{{if not .N}} zero{{end}}" data-count="{{.Outcome}}">{{.N}} {{.Outcome}}</li>{{end}}</ul>
-<table class="matrix">
+{{range .Blocks}}<section class="arch" id="arch-{{.Arch}}" data-arch="{{.Arch}}">
+<h2>{{.Arch}}</h2>
+<ul class="counts">{{range .Counts}}<li class="fill o-{{.Outcome}}{{if not .N}} zero{{end}}" data-arch-count="{{.Outcome}}">{{.N}} {{.Outcome}}</li>{{end}}</ul>
+<table class="matrix" data-arch="{{.Arch}}">
 <thead>
-<tr class="k8s"><th class="corner" rowspan="2" scope="col">CNI</th>{{range .Groups}}<th colspan="{{.Span}}" scope="colgroup">Kubernetes {{.Kubernetes}}</th>{{end}}</tr>
-<tr class="platform">{{range .Cols}}<th scope="col" data-col="{{.Kubernetes}}/{{.Arch}}/{{.Provider}}">{{.Arch}} · {{.Provider}}</th>{{end}}</tr>
-</thead>
+<tr class="k8s"><th class="corner"{{if .Providers}} rowspan="2"{{end}} scope="col">CNI</th>{{range .Groups}}<th colspan="{{.Span}}" scope="colgroup">Kubernetes {{.Kubernetes}}</th>{{end}}</tr>
+{{if .Providers}}<tr class="platform">{{range .Cols}}<th scope="col" data-col="{{.Kubernetes}}/{{.Provider}}">{{.Provider}}</th>{{end}}</tr>
+{{end}}</thead>
 <tbody>
 {{range .Rows}}<tr>
 <th scope="row"><span class="cni">{{.CNI}}</span> <span class="mono">{{.Version}}</span>{{if .Variant}}<span class="variant">{{.Variant}}</span>{{end}}</th>
-{{range .Cells}}{{if .}}<td class="cell fill o-{{.Outcome}}" data-cell="{{.ID}}" data-outcome="{{.Outcome}}"{{if .Fidelity}} data-fidelity="{{.Fidelity}}"{{end}}{{if .RootCause}} data-root-cause="{{.RootCause}}"{{end}}><a href="#{{.Anchor}}" title="{{.ID}}"><span class="outcome">{{.Outcome}}</span>{{if .Fidelity}}<span class="fidelity {{.Fidelity}}">{{.Fidelity}}</span>{{end}}{{if .RootCause}}<span class="cause">{{.RootCause}}</span>{{end}}{{if .Duration}}<span class="time">{{.Duration}}</span>{{end}}</a></td>
+{{range .Cells}}{{if .}}<td class="cell fill o-{{.Outcome}}{{if .Change}} {{.Change}}{{end}}" data-cell="{{.ID}}" data-outcome="{{.Outcome}}"{{if .Fidelity}} data-fidelity="{{.Fidelity}}"{{end}}{{if .RootCause}} data-root-cause="{{.RootCause}}"{{end}}{{if .Range}} data-range="{{.Range}}"{{end}}{{if .Change}} data-change="{{.Change}}"{{end}}><a href="#{{.Anchor}}" title="{{.ID}}{{if .Tested}} (upstream tested on Kubernetes {{.Tested}}){{end}}"><span class="outcome">{{.Outcome}}</span>{{if .Change}}<span class="change">{{.Change}} (was {{.Was}})</span>{{end}}{{if .Fidelity}}<span class="fidelity {{.Fidelity}}">{{.Fidelity}}</span>{{end}}{{if .RootCause}}<span class="cause">{{.RootCause}}</span>{{end}}{{if eq .Range "outside"}}<span class="range">untested k8s</span>{{end}}{{if .Arm64Notes}}<span class="notes">{{len .Arm64Notes}} arm64 note{{if gt (len .Arm64Notes) 1}}s{{end}}</span>{{end}}{{if .Duration}}<span class="time">{{.Duration}}</span>{{end}}</a></td>
 {{else}}<td class="none">—</td>
 {{end}}{{end}}</tr>
 {{end}}</tbody>
 </table>
-<p class="legend">Each cell links to its details below. <b>native</b>: nodes run on the host's CPU; <i>vm-emulated</i>: nodes are QEMU full-system VMs of another architecture.</p>
+</section>
+{{end}}<p class="legend">One table per architecture, arm64 first. Each cell links to its details below. <b>untested k8s</b>: the Kubernetes version is outside the range the CNI release was tested on upstream. <b>native</b>: nodes run on the host's CPU; <i>vm-emulated</i>: nodes are QEMU full-system VMs of another architecture.</p>
 
 <h2>Cells</h2>
 {{range .Cells}}<section class="detail o-{{.Outcome}}" id="{{.Anchor}}" data-detail="{{.ID}}">
@@ -425,6 +524,9 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 {{if .Fidelity}}<dt>Fidelity</dt><dd>{{.Fidelity}}</dd>
 {{end}}{{if .Images}}<dt>CNI images</dt><dd class="images">{{.Images}}</dd>
 {{end}}{{if .ManifestPin}}<dt>Manifest</dt><dd class="manifest-pin">{{.ManifestPin}}</dd>
+{{end}}{{if .Tested}}<dt>Upstream tested</dt><dd class="tested" data-range="{{.Range}}">Kubernetes {{.Tested}}{{if eq .Range "outside"}} (this cell is outside it){{else}} (this cell is inside it){{end}}</dd>
+{{end}}{{if .Change}}<dt>Against baseline</dt><dd class="change">{{.Change}}: was {{.Was}}</dd>
+{{end}}{{if .Arm64Notes}}<dt>arm64 notes</dt><dd class="arm64-notes"><ul>{{range .Arm64Notes}}<li>{{.}}</li>{{end}}</ul></dd>
 {{end}}{{if .RootCause}}<dt>Root cause</dt><dd><strong>{{.RootCause}}</strong></dd>
 {{end}}{{if .Duration}}<dt>Duration</dt><dd>{{.Duration}}</dd>
 {{end}}{{if .ClusterName}}<dt>Cluster</dt><dd><code>{{.ClusterName}}</code></dd>

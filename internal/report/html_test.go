@@ -94,8 +94,8 @@ func realisticMatrix(artifacts string) *matrix.Matrix {
 
 // domCell is what a page says about one matrix cell, read back from its DOM.
 type domCell struct {
-	Outcome, Fidelity, RootCause, Text, Href string
-	Row, Col                                 int
+	Outcome, Fidelity, RootCause, Text, Href, Arch, Range, Change string
+	Row, Col                                                      int
 }
 
 func parsePage(t *testing.T, page []byte) *html.Node {
@@ -160,33 +160,38 @@ func text(n *html.Node) string {
 func matrixCells(t *testing.T, doc *html.Node) map[string]domCell {
 	t.Helper()
 	tables := find(doc, func(n *html.Node) bool { return n.Data == "table" && hasClass(n, "matrix") })
-	if len(tables) != 1 {
-		t.Fatalf("want one table.matrix, got %d", len(tables))
+	if len(tables) == 0 {
+		t.Fatalf("no table.matrix")
 	}
 	cells := map[string]domCell{}
-	rows := find(tables[0], func(n *html.Node) bool {
-		return n.Data == "tr" && n.Parent != nil && n.Parent.Data == "tbody"
-	})
-	for ri, tr := range rows {
-		ci := 0
-		for td := tr.FirstChild; td != nil; td = td.NextSibling {
-			if td.Type != html.ElementNode || td.Data != "td" {
-				continue
-			}
-			if id, ok := attr(td, "data-cell"); ok {
-				if _, dup := cells[id]; dup {
-					t.Errorf("cell %s appears twice in the table", id)
+	for _, table := range tables {
+		arch, _ := attr(table, "data-arch")
+		rows := find(table, func(n *html.Node) bool {
+			return n.Data == "tr" && n.Parent != nil && n.Parent.Data == "tbody"
+		})
+		for ri, tr := range rows {
+			ci := 0
+			for td := tr.FirstChild; td != nil; td = td.NextSibling {
+				if td.Type != html.ElementNode || td.Data != "td" {
+					continue
 				}
-				c := domCell{Text: text(td), Row: ri, Col: ci}
-				c.Outcome, _ = attr(td, "data-outcome")
-				c.Fidelity, _ = attr(td, "data-fidelity")
-				c.RootCause, _ = attr(td, "data-root-cause")
-				if links := find(td, func(n *html.Node) bool { return n.Data == "a" }); len(links) == 1 {
-					c.Href, _ = attr(links[0], "href")
+				if id, ok := attr(td, "data-cell"); ok {
+					if _, dup := cells[id]; dup {
+						t.Errorf("cell %s appears twice in the tables", id)
+					}
+					c := domCell{Text: text(td), Row: ri, Col: ci, Arch: arch}
+					c.Outcome, _ = attr(td, "data-outcome")
+					c.Fidelity, _ = attr(td, "data-fidelity")
+					c.RootCause, _ = attr(td, "data-root-cause")
+					c.Range, _ = attr(td, "data-range")
+					c.Change, _ = attr(td, "data-change")
+					if links := find(td, func(n *html.Node) bool { return n.Data == "a" }); len(links) == 1 {
+						c.Href, _ = attr(links[0], "href")
+					}
+					cells[id] = c
 				}
-				cells[id] = c
+				ci++
 			}
-			ci++
 		}
 	}
 	return cells
@@ -296,50 +301,74 @@ func TestHTMLTableLayout(t *testing.T) {
 	}
 	doc := parsePage(t, b.Bytes())
 
-	var heads, cols []string
-	table := find(doc, func(n *html.Node) bool { return n.Data == "table" && hasClass(n, "matrix") })[0]
-	for _, th := range find(table, func(n *html.Node) bool { return n.Data == "th" && n.Parent.Parent.Data == "thead" }) {
-		if hasClass(th.Parent, "k8s") {
+	// One table per arch, arm64 first; columns are Kubernetes versions (one
+	// provider per arch here, so no provider row); rows the CNI versions
+	// that arch has.
+	type layout struct{ arch, heads, rows string }
+	var got []layout
+	for _, table := range find(doc, func(n *html.Node) bool { return n.Data == "table" && hasClass(n, "matrix") }) {
+		var l layout
+		l.arch, _ = attr(table, "data-arch")
+		var heads, rows []string
+		for _, th := range find(table, func(n *html.Node) bool { return n.Data == "th" && n.Parent.Parent.Data == "thead" }) {
 			span, _ := attr(th, "colspan")
 			heads = append(heads, text(th)+"/"+span)
-		} else {
-			cols = append(cols, text(th))
+		}
+		for _, th := range find(table, func(n *html.Node) bool { return n.Data == "th" && n.Parent.Parent.Data == "tbody" }) {
+			rows = append(rows, text(th))
+		}
+		l.heads, l.rows = strings.Join(heads, "|"), strings.Join(rows, "|")
+		got = append(got, l)
+	}
+	want := []layout{
+		{"arm64", "CNI/|Kubernetes v1.37.2/1", "calico v3.2.0|calico v3.8.0|flannel v0.28.10"},
+		{"amd64", "CNI/|Kubernetes v1.9.0/1|Kubernetes v1.36.3/1|Kubernetes v1.37.2/1", "calico v3.8.0|calico v3.10.0|flannel v0.28.10|flannel v0.28.10 ipv6"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("tables %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("table %d:\n%+v, want\n%+v", i, got[i], want[i])
 		}
 	}
-	wantHeads := []string{"CNI/", "Kubernetes v1.9.0/1", "Kubernetes v1.36.3/1", "Kubernetes v1.37.2/2"}
-	wantCols := []string{"amd64 · kind", "amd64 · kind", "amd64 · kind", "arm64 · qemu"}
-	if strings.Join(heads, "|") != strings.Join(wantHeads, "|") || strings.Join(cols, "|") != strings.Join(wantCols, "|") {
-		t.Errorf("header %q / %q, want %q / %q", heads, cols, wantHeads, wantCols)
-	}
-	var rows []string
-	for _, th := range find(table, func(n *html.Node) bool { return n.Data == "th" && n.Parent.Parent.Data == "tbody" }) {
-		rows = append(rows, text(th))
-	}
-	wantRows := []string{"calico v3.2.0", "calico v3.8.0", "calico v3.10.0", "flannel v0.28.10", "flannel v0.28.10 ipv6"}
-	if strings.Join(rows, "|") != strings.Join(wantRows, "|") {
-		t.Errorf("rows %q, want %q", rows, wantRows)
-	}
-	// Every cell sits at its row and column; combinations the matrix lacks are empty.
+	// Every cell sits at its arch, row and column; combinations the matrix lacks are empty.
 	cells := matrixCells(t, doc)
-	pos := map[string][2]int{
-		calico32arm.ID(): {0, 3}, calico38amd.ID(): {1, 2}, calico38arm.ID(): {1, 3}, old.ID(): {2, 0},
-		flannelInfra.ID(): {3, 1}, flannelArm.ID(): {3, 3}, flannelSkip.ID(): {4, 2},
+	pos := map[string]struct {
+		arch     string
+		row, col int
+	}{
+		calico32arm.ID(): {"arm64", 0, 0}, calico38arm.ID(): {"arm64", 1, 0}, flannelArm.ID(): {"arm64", 2, 0},
+		calico38amd.ID(): {"amd64", 0, 2}, old.ID(): {"amd64", 1, 0}, flannelInfra.ID(): {"amd64", 2, 1}, flannelSkip.ID(): {"amd64", 3, 2},
 	}
 	for id, p := range pos {
-		if c := cells[id]; c.Row != p[0] || c.Col != p[1] {
-			t.Errorf("%s at row %d col %d, want %d %d", id, c.Row, c.Col, p[0], p[1])
+		if c := cells[id]; c.Arch != p.arch || c.Row != p.row || c.Col != p.col {
+			t.Errorf("%s in %s at row %d col %d, want %s %d %d", id, c.Arch, c.Row, c.Col, p.arch, p.row, p.col)
 		}
 	}
-	if n := len(find(doc, func(n *html.Node) bool { return n.Data == "td" && hasClass(n, "none") })); n != 5*4-len(pos) {
-		t.Errorf("%d empty table cells, want %d", n, 5*4-len(pos))
+	if n := len(find(doc, func(n *html.Node) bool { return n.Data == "td" && hasClass(n, "none") })); n != 3*1+4*3-len(pos) {
+		t.Errorf("%d empty table cells, want %d", n, 3*1+4*3-len(pos))
 	}
-	// Details follow the table's reading order.
+	// Per-arch counts: arm64 has 1 pass (v3.8), 1 fail (v3.2), 1 unknown (flannel).
+	counts := map[string]string{}
+	for _, sec := range find(doc, func(n *html.Node) bool { return n.Data == "section" && hasClass(n, "arch") }) {
+		arch, _ := attr(sec, "data-arch")
+		var parts []string
+		for _, li := range find(sec, func(n *html.Node) bool { _, ok := attr(n, "data-arch-count"); return ok }) {
+			parts = append(parts, text(li))
+		}
+		counts[arch] = strings.Join(parts, ", ")
+	}
+	if counts["arm64"] != "1 pass, 1 fail, 0 infra-error, 0 skipped, 1 unknown" {
+		t.Errorf("arm64 counts %q", counts["arm64"])
+	}
+	// Details follow the tables' reading order.
 	var order []string
-	for _, s := range find(doc, func(n *html.Node) bool { return n.Data == "section" }) {
+	for _, s := range find(doc, func(n *html.Node) bool { return n.Data == "section" && hasClass(n, "detail") }) {
 		id, _ := attr(s, "data-detail")
 		order = append(order, id)
 	}
-	wantOrder := []string{calico32arm.ID(), calico38amd.ID(), calico38arm.ID(), old.ID(), flannelInfra.ID(), flannelArm.ID(), flannelSkip.ID()}
+	wantOrder := []string{calico32arm.ID(), calico38arm.ID(), flannelArm.ID(), calico38amd.ID(), old.ID(), flannelInfra.ID(), flannelSkip.ID()}
 	if strings.Join(order, " ") != strings.Join(wantOrder, " ") {
 		t.Errorf("details order\n%q, want\n%q", order, wantOrder)
 	}
@@ -481,12 +510,12 @@ func TestHTMLInBrowser(t *testing.T) {
 	if colours < 50 {
 		t.Errorf("screenshot has %d distinct colours: blank or unstyled", colours)
 	}
-	// For this matrix the heading and the table fill the first 560 pixel rows
-	// and the details (whose phase bars use the same colours) start below:
+	// For this matrix the heading and the two arch tables fill the first 900
+	// pixel rows and the details (whose phase bars use the same colours) start below:
 	// there each outcome's fill must cover at least a table cell, more than
 	// the count chips above the table (about 1300 pixels each) could. The
 	// unknown cell is striped, half of it in its colour.
-	_, near := colourStats(img, 560)
+	_, near := colourStats(img, 900)
 	for _, o := range []matrix.Outcome{matrix.Pass, matrix.Fail, matrix.InfraError, matrix.Skipped, matrix.Unknown} {
 		if n := near[o]; n < 3000 {
 			t.Errorf("table area has %d pixels of the %s colour %s, want a filled cell (>= 3000)", n, o, outcomeColour[o])

@@ -5,7 +5,7 @@ package report
 import (
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,80 +21,50 @@ var badge = map[matrix.Outcome]string{
 	matrix.Unknown:    "❔ unknown",
 }
 
-// Markdown writes the matrix as a table (rows: CNI versions; columns:
-// Kubernetes version x arch x provider) followed by one section per cell that
-// did not pass, with its reason and evidence.
+// Markdown writes the matrix as one table per arch, arm64 first (rows: CNI
+// versions; columns: Kubernetes version x provider) with the arch's counts,
+// followed by one section per cell with its reason, upstream facts and
+// evidence.
 func Markdown(w io.Writer, m *matrix.Matrix) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# cnimatrix: %s\n\n", m.Scenario)
-	fmt.Fprintf(&b, "%s. Generated %s on %s.\n\n", m.Summary(), m.Generated.Format(time.RFC3339), hostLine(m.Host))
+	fmt.Fprintf(&b, "%s. Generated %s", m.Summary(), m.Generated.Format(time.RFC3339))
+	if h := hostLine(m.Host); h != "" {
+		fmt.Fprintf(&b, " on %s", h)
+	}
+	b.WriteString(".\n")
 
-	type colKey struct{ k8s, arch, provider string }
-	rows := map[string]bool{}
-	cols := map[colKey]bool{}
-	cells := map[string]map[colKey][]matrix.Result{}
+	byArch := map[string][]matrix.Result{}
+	var arches []string
 	for _, r := range m.Results {
-		row := r.CNI + " " + r.VersionLabel()
-		if r.Variant != "" {
-			row += " (" + r.Variant + ")"
+		if byArch[r.Arch] == nil {
+			arches = append(arches, r.Arch)
 		}
-		ck := colKey{r.Kubernetes, r.Arch, r.Provider}
-		rows[row], cols[ck] = true, true
-		if cells[row] == nil {
-			cells[row] = map[colKey][]matrix.Result{}
-		}
-		cells[row][ck] = append(cells[row][ck], r)
+		byArch[r.Arch] = append(byArch[r.Arch], r)
 	}
-	rowNames := keys(rows)
-	var colList []colKey
-	for c := range cols {
-		colList = append(colList, c)
+	slices.SortFunc(arches, archLess)
+	for _, arch := range arches {
+		markdownArch(&b, arch, byArch[arch])
 	}
-	sort.Slice(colList, func(i, j int) bool {
-		a, b := colList[i], colList[j]
-		return a.k8s+a.arch+a.provider < b.k8s+b.arch+b.provider
-	})
-	b.WriteString("| CNI |")
-	for _, c := range colList {
-		fmt.Fprintf(&b, " k8s %s · %s · %s |", c.k8s, c.arch, c.provider)
-	}
-	b.WriteString("\n|---|")
-	for range colList {
-		b.WriteString("---|")
-	}
-	b.WriteString("\n")
-	for _, row := range rowNames {
-		fmt.Fprintf(&b, "| %s |", row)
-		for _, c := range colList {
-			var parts []string
-			for _, r := range cells[row][c] {
-				s := badge[r.Outcome]
-				if r.Fidelity != "" {
-					s += " (" + r.Fidelity + ")"
-				}
-				if r.Images == matrix.ImagesRebuiltFromSource {
-					s += " [images " + r.Images + "]"
-				}
-				if r.ManifestPin == catalog.PinTrustedOnFirstUse {
-					s += " [manifest " + r.ManifestPin + "]"
-				}
-				if r.RootCause != "" && r.Outcome != matrix.Pass {
-					s += ": " + r.RootCause
-				}
-				parts = append(parts, s)
-			}
-			if len(parts) == 0 {
-				parts = []string{"—"}
-			}
-			fmt.Fprintf(&b, " %s |", strings.Join(parts, "<br>"))
-		}
-		b.WriteString("\n")
+	if len(arches) > 0 {
+		b.WriteString("\n## Cells\n")
 	}
 
 	for _, r := range m.Results {
-		fmt.Fprintf(&b, "\n## %s: %s\n\n", r.ID, badge[r.Outcome])
+		fmt.Fprintf(&b, "\n### %s: %s\n\n", r.ID, badge[r.Outcome])
 		if r.Reason != "" {
 			fmt.Fprintf(&b, "%s\n\n", mdEscape(r.Reason))
+		}
+		if up := upstreamOf(r.Cell); up.Tested != "" || len(up.Arm64Notes) > 0 {
+			if up.Tested != "" {
+				fmt.Fprintf(&b, "Upstream tested on Kubernetes %s: this cell is %s it.\n\n", up.Tested, up.Range)
+			}
+			for _, n := range up.Arm64Notes {
+				fmt.Fprintf(&b, "- arm64 note: %s\n", mdEscape(n))
+			}
+			if len(up.Arm64Notes) > 0 {
+				b.WriteString("\n")
+			}
 		}
 		if r.ClusterName != "" || r.Artifacts != "" {
 			fmt.Fprintf(&b, "cluster `%s`", r.ClusterName)
@@ -132,6 +102,102 @@ func Markdown(w io.Writer, m *matrix.Matrix) error {
 	return err
 }
 
+// markdownArch writes one arch's counts and table.
+func markdownArch(b *strings.Builder, arch string, results []matrix.Result) {
+	type colKey struct{ k8s, provider string }
+	var rows []string
+	var cols []colKey
+	cells := map[string]map[colKey][]matrix.Result{}
+	n := map[matrix.Outcome]int{}
+	for _, r := range results {
+		n[r.Outcome]++
+		row := r.CNI + " " + r.VersionLabel()
+		if r.Variant != "" {
+			row += " (" + r.Variant + ")"
+		}
+		ck := colKey{r.Kubernetes, r.Provider}
+		if cells[row] == nil {
+			cells[row] = map[colKey][]matrix.Result{}
+			rows = append(rows, row)
+		}
+		if !slices.Contains(cols, ck) {
+			cols = append(cols, ck)
+		}
+		cells[row][ck] = append(cells[row][ck], r)
+	}
+	slices.SortFunc(rows, compareRows)
+	slices.SortFunc(cols, func(a, b colKey) int {
+		if c := compareVersions(a.k8s, b.k8s); c != 0 {
+			return c
+		}
+		return strings.Compare(a.provider, b.provider)
+	})
+	fmt.Fprintf(b, "\n## %s\n\n", arch)
+	var counts []string
+	for _, o := range []matrix.Outcome{matrix.Pass, matrix.Fail, matrix.InfraError, matrix.Skipped, matrix.Unknown} {
+		counts = append(counts, fmt.Sprintf("%d %s", n[o], o))
+	}
+	fmt.Fprintf(b, "%d cells: %s.\n\n", len(results), strings.Join(counts, ", "))
+	b.WriteString("| CNI |")
+	for _, c := range cols {
+		fmt.Fprintf(b, " k8s %s · %s |", c.k8s, c.provider)
+	}
+	b.WriteString("\n|---|")
+	for range cols {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, row := range rows {
+		fmt.Fprintf(b, "| %s |", row)
+		for _, c := range cols {
+			var parts []string
+			for _, r := range cells[row][c] {
+				parts = append(parts, markdownCell(r))
+			}
+			if len(parts) == 0 {
+				parts = []string{"—"}
+			}
+			fmt.Fprintf(b, " %s |", strings.Join(parts, "<br>"))
+		}
+		b.WriteString("\n")
+	}
+}
+
+// compareRows orders "cni version (variant)" rows by CNI, then version numerically.
+func compareRows(a, b string) int {
+	af, bf := strings.Fields(a), strings.Fields(b)
+	if c := strings.Compare(af[0], bf[0]); c != 0 || len(af) < 2 || len(bf) < 2 {
+		if c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	}
+	if c := compareVersions(af[1], bf[1]); c != 0 {
+		return c
+	}
+	return strings.Compare(a, b)
+}
+
+func markdownCell(r matrix.Result) string {
+	s := badge[r.Outcome]
+	if r.Fidelity != "" {
+		s += " (" + r.Fidelity + ")"
+	}
+	if r.Images == matrix.ImagesRebuiltFromSource {
+		s += " [images " + r.Images + "]"
+	}
+	if r.ManifestPin == catalog.PinTrustedOnFirstUse {
+		s += " [manifest " + r.ManifestPin + "]"
+	}
+	if r.RootCause != "" && r.Outcome != matrix.Pass {
+		s += ": " + r.RootCause
+	}
+	if up := upstreamOf(r.Cell); up.Range == RangeOutside {
+		s += " · untested k8s (upstream " + up.Tested + ")"
+	}
+	return s
+}
+
 func hostLine(h matrix.Host) string {
 	s := h.Arch
 	if h.Kernel != "" {
@@ -165,13 +231,4 @@ func firstLine(s string, max int) string {
 
 func mdEscape(s string) string {
 	return strings.NewReplacer("|", `\|`, "\n", " ").Replace(s)
-}
-
-func keys(m map[string]bool) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -185,7 +185,13 @@ func (s *Suite) Run(ctx context.Context, eng *engine.Engine, m *matrix.Matrix, p
 	}
 	if prepared != nil {
 		for _, c := range s.Cells {
-			record(PrepareFailed(c.Cell, prepared))
+			r := PrepareFailed(c.Cell, prepared)
+			if ctx.Err() != nil {
+				// Interrupted while building: no verdict, not a broken host.
+				r.Outcome, r.RootCause = matrix.Unknown, ""
+				r.Reason = fmt.Sprintf("interrupted (%v) during images", context.Cause(ctx))
+			}
+			record(r)
 		}
 		return
 	}
