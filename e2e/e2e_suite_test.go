@@ -92,6 +92,7 @@ func TestE2E(t *testing.T) {
 			filepath.Join(root, "e2e/testdata/negative-target-port.yaml"),
 			filepath.Join(root, "e2e/testdata/negative-upgrade-breaks.yaml"),
 			filepath.Join(root, "e2e/testdata/negative-calico-shaped.yaml"),
+			filepath.Join(root, "e2e/testdata/negative-controller-arch.yaml"),
 		}, ",")
 		// Real Calico needs the Calico data (its source and manifests):
 		// without it the cell is left out, said so, unless required.
@@ -453,6 +454,20 @@ func assertArchProof(t tb, r matrix.Result) {
 	}
 	if !found {
 		t.Errorf("cell %s: no NodeArch evidence of a %s node (%s): %+v", r.ID, r.Arch, uname, arch.Evidence)
+	}
+	// DNS says where it was served: each CoreDNS replica asked by name,
+	// with its node's arch.
+	if dns, ok := phase(r, "check:PodToServiceDNS"); ok {
+		served := false
+		for _, e := range dns.Evidence {
+			if e.OK && strings.Contains(e.Target, "at CoreDNS pod") && strings.Contains(e.Detail, "served on ") {
+				served = true
+				t.Logf("cell %s: %s: %s", r.ID, e.Target, e.Detail)
+			}
+		}
+		if !served {
+			t.Errorf("cell %s: PodToServiceDNS does not say which CoreDNS replica, node and arch answered: %+v", r.ID, dns.Evidence)
+		}
 	}
 	if r.Provider != "qemu" {
 		if r.Fidelity != matrix.FidelityNative {

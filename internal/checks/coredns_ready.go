@@ -34,9 +34,12 @@ func (c CoreDNSReady) Run(ctx context.Context, env *Env) Result {
 	pods, err := env.Client.CoreV1().Pods("kube-system").List(ectx, metav1.ListOptions{LabelSelector: "k8s-app=kube-dns"})
 	if err == nil {
 		events, _ := install.WarningEvents(ectx, env.Client, "kube-system")
+		// Where CoreDNS runs is part of the answer: in a mixed cluster it
+		// may serve the arch under test from the other arch's node.
+		archOf := nodeArches(ectx, env)
 		for i := range pods.Items {
 			p := &pods.Items[i]
-			e := Evidence{Check: c.Name(), Source: "api", Target: fmt.Sprintf("pod kube-system/%s@%s (%s)", p.Name, p.Spec.NodeName, p.Status.PodIP), OK: install.PodReady(p)}
+			e := Evidence{Check: c.Name(), Source: "api", Target: fmt.Sprintf("pod kube-system/%s@%s (%s, %s)", p.Name, p.Spec.NodeName, orNone(archOf[p.Spec.NodeName]), p.Status.PodIP), OK: install.PodReady(p)}
 			if e.OK {
 				e.Detail, e.Latency = describeReadyPod(p), took
 			} else {

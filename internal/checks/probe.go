@@ -176,18 +176,24 @@ type dnsProbe struct {
 	Harness  bool // the exec into the probe pod failed, as for httpProbe
 }
 
-func digArgv(name, qtype string) []string {
-	return []string{"dig", "+time=2", "+tries=2", "+noall", "+comments", "+answer", "+stats", name, qtype}
+// digArgv asks the pod's resolver, or server when one is given.
+func digArgv(name, qtype string, server ...string) []string {
+	argv := []string{"dig", "+time=2", "+tries=2", "+noall", "+comments", "+answer", "+stats"}
+	for _, s := range server {
+		argv = append(argv, "@"+s)
+	}
+	return append(argv, name, qtype)
 }
 
-// digFrom looks name up from pod with the pod's resolver configuration.
-// dig exits 9 when no server answered, the only outcome worth retrying.
-func (e *Env) digFrom(ctx context.Context, pod *corev1.Pod, name, qtype string) dnsProbe {
+// digFrom looks name up from pod with the pod's resolver configuration (or
+// at server). dig exits 9 when no server answered, the only outcome worth
+// retrying.
+func (e *Env) digFrom(ctx context.Context, pod *corev1.Pod, name, qtype string, server ...string) dnsProbe {
 	var d dnsProbe
 	d.Attempts = retry(ctx, probeAttempts, func(ctx context.Context) bool {
 		actx, cancel := context.WithTimeout(ctx, e.digDeadline())
 		defer cancel()
-		out := e.exec(actx, pod, digArgv(name, qtype)...)
+		out := e.exec(actx, pod, digArgv(name, qtype, server...)...)
 		d = parseDig(out, e.digDeadline())
 		return out.Err != nil || out.Code == 9
 	})

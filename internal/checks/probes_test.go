@@ -258,3 +258,13 @@ func TestNodeArchMissingProbes(t *testing.T) {
 		}
 	}
 }
+
+func TestDigArgvAsksTheServerGiven(t *testing.T) {
+	if got := strings.Join(digArgv("nginx.ns.svc.cluster.local", "A"), " "); strings.Contains(got, "@") {
+		t.Errorf("without a server dig must use the pod's resolver: %s", got)
+	}
+	got := digArgv("nginx.ns.svc.cluster.local", "A", "10.244.1.3")
+	if n := len(got); got[n-3] != "@10.244.1.3" || got[n-2] != "nginx.ns.svc.cluster.local" || got[n-1] != "A" {
+		t.Errorf("dig argv %q", got)
+	}
+}
