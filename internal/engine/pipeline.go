@@ -150,9 +150,10 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 	if res.Outcome != matrix.Pass && res.Outcome != matrix.Skipped {
 		res.RootCause = diagnose.RootCause(res)
 	}
-	if err := ctx.Err(); err != nil && res.Outcome != matrix.Skipped {
+	if err := ctx.Err(); err != nil && res.Outcome != matrix.Skipped && res.Outcome != matrix.Pass {
 		// Interrupted (Ctrl-C, SIGTERM, a spec's timeout): whatever failed
-		// after that failed because of it, so the cell has no verdict.
+		// after that failed because of it, so the cell has no verdict. (A
+		// cell that had passed every check before keeps its pass.)
 		res.Outcome, res.RootCause = matrix.Unknown, ""
 		res.Reason = fmt.Sprintf("interrupted (%v) during %s", context.Cause(ctx), lastPhase(res))
 	}

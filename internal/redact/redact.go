@@ -24,7 +24,8 @@ var (
 	}
 	keyed = []*regexp.Regexp{
 		regexp.MustCompile(`(?i)((?:client-key-data|client-certificate-data|certificate-authority-data|token|password|passwd|secret|api[-_]?key)["']?\s*[:=]\s*["']?)[^\s"',}]+`),
-		regexp.MustCompile(`(?i)(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]{8,}`),
+		// "Basic" only as an Authorization scheme: "basic connectivity" is prose.
+		regexp.MustCompile(`(?i)(\bbearer\s+|\bauthorization:\s*basic\s+)[A-Za-z0-9._~+/=-]{8,}`),
 	}
 )
 

@@ -8,12 +8,13 @@ import (
 func TestBytesRemovesSecrets(t *testing.T) {
 	in := `kubeadm join 172.18.0.2:6443 --token q7w8e9.r1t2y3u4i5o6p7a8 --discovery-token-ca-cert-hash sha256:1234
 Authorization: Bearer s3cr3tBearerValue42
+Authorization: Basic dXNlcjpiYXNpY3Bhc3M=
 password=hunter2hunter2
 -----BEGIN EC PRIVATE KEY-----
 MHcCAQEEIcutoffkey
 pod kube-flannel-ds-abc Running`
 	out := string(Bytes([]byte(in)))
-	for _, secret := range []string{"q7w8e9.r1t2y3u4i5o6p7a8", "s3cr3tBearerValue42", "hunter2hunter2", "MHcCAQEEIcutoffkey"} {
+	for _, secret := range []string{"q7w8e9.r1t2y3u4i5o6p7a8", "s3cr3tBearerValue42", "dXNlcjpiYXNpY3Bhc3M=", "hunter2hunter2", "MHcCAQEEIcutoffkey"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("redacted output still holds %q:\n%s", secret, out)
 		}
@@ -22,7 +23,7 @@ pod kube-flannel-ds-abc Running`
 		t.Errorf("the join command's shape is gone:\n%s", out)
 	}
 	// Ordinary text of the harness stays.
-	for _, keep := range []string{"kubeadm token create --print-join-command", "agent refused the pod's call: HTTP 401", "secretName: calico-typha-certs", "exec /usr/local/bin/flexvol: exec format error"} {
+	for _, keep := range []string{"kubeadm token create --print-join-command", "agent refused the pod's call: HTTP 401", "secretName: calico-typha-certs", "exec /usr/local/bin/flexvol: exec format error", "basic connectivity across nodes"} {
 		if got := String(keep); got != keep {
 			t.Errorf("String(%q) = %q", keep, got)
 		}
