@@ -56,6 +56,8 @@ type Result struct {
 	// own (Evidence.Harness); the cell is infra-error, never fail.
 	Infra    bool
 	Evidence []Evidence
+	// Start is when the check began (zero for one that did not run).
+	Start    time.Time
 	Duration time.Duration
 }
 
@@ -243,7 +245,7 @@ func Run(ctx context.Context, env *Env, checks []Check) []Result {
 		end := env.Log.Phase("check " + name)
 		t0 := time.Now()
 		r := c.Run(ctx, env)
-		r.Name, r.Duration = name, time.Since(t0)
+		r.Name, r.Start, r.Duration = name, t0, time.Since(t0)
 		var rerr error
 		if !r.OK {
 			// A check that could not run is not a pass either: what

@@ -66,8 +66,12 @@ func (c *cellRun) runChecks(ctx context.Context, prefix string, list []checks.Ch
 	defer cancel()
 	var r StepResult
 	for _, cr := range checks.Run(cctx, c.env, list) {
+		start := cr.Start
+		if start.IsZero() {
+			start = time.Now() // skipped: it did not run, it ended here
+		}
 		p := matrix.Phase{Name: prefix + "check:" + cr.Name, Step: StepChecks, Outcome: matrix.Pass,
-			Start: time.Now().Add(-cr.Duration), DurationMS: float64(cr.Duration) / float64(time.Millisecond),
+			Start: start, DurationMS: float64(cr.Duration) / float64(time.Millisecond),
 			Evidence: matrixEvidence(cr.Evidence), Cause: cr.Cause}
 		switch {
 		case cr.Skip != "":

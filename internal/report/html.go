@@ -128,7 +128,7 @@ type htmlCell struct {
 	Phases                                                                []htmlPhase
 	Evidence                                                              []htmlEvidence
 	EvidenceOK                                                            int
-	Longest                                                               string
+	Span                                                                  string
 	// Tested is the Kubernetes range the release was tested on upstream,
 	// Range whether this cell is inside it; Arm64Notes are the catalog's.
 	Tested, Range string
@@ -289,21 +289,27 @@ func newHTMLCell(r matrix.Result, pageDir string) *htmlCell {
 	if r.Artifacts != "" {
 		c.ArtifactsURL = artifactsURL(r.Artifacts, pageDir)
 	}
-	longest := 0.0
-	for _, ph := range r.Phases {
-		longest = max(longest, ph.DurationMS)
-	}
-	if longest > 0 {
-		c.Longest = fmtDuration(longest)
+	// The phases as a timeline: each bar starts at its phase's offset from
+	// the cell's first phase, on a track as long as the cell's whole span,
+	// so overlapping work and idle waits show. A matrix without phase start
+	// times (older files) gets bars by duration, all from the left.
+	t0, span := timelineSpan(r.Phases)
+	if span > 0 {
+		c.Span = fmtDuration(span)
 	}
 	for _, ph := range r.Phases {
 		hp := htmlPhase{Name: ph.Name, Outcome: string(ph.Outcome), Duration: fmtDuration(ph.DurationMS), Error: ph.Error, Infra: ph.Infra}
-		pct := 0.0
-		if longest > 0 {
-			pct = 100 * ph.DurationMS / longest
+		left, pct := 0.0, 0.0
+		if span > 0 {
+			if !t0.IsZero() {
+				left = 100 * float64(ph.Start.Sub(t0).Milliseconds()) / span
+			}
+			pct = 100 * ph.DurationMS / span
 		}
 		// A phase of a few milliseconds still gets a visible sliver.
-		hp.Width = template.CSS(fmt.Sprintf("width:%.1f%%", max(pct, 0.4)))
+		pct = max(pct, 0.4)
+		left = min(max(left, 0), 100-pct)
+		hp.Width = template.CSS(fmt.Sprintf("margin-left:%.1f%%;width:%.1f%%", left, pct))
 		c.Phases = append(c.Phases, hp)
 		for _, e := range ph.Evidence {
 			check := e.Check
@@ -327,6 +333,38 @@ func newHTMLCell(r matrix.Result, pageDir string) *htmlCell {
 		}
 	}
 	return c
+}
+
+// timelineSpan is the first phase start and the milliseconds from it to
+// the last phase end; t0 is zero when some phase has no start time, and the
+// span is then the longest phase (bars by duration only).
+func timelineSpan(phases []matrix.Phase) (t0 time.Time, spanMS float64) {
+	var end time.Time
+	longest := 0.0
+	for _, ph := range phases {
+		longest = max(longest, ph.DurationMS)
+		if ph.Start.IsZero() {
+			return time.Time{}, maxDuration(phases)
+		}
+		if t0.IsZero() || ph.Start.Before(t0) {
+			t0 = ph.Start
+		}
+		if e := ph.Start.Add(time.Duration(ph.DurationMS * float64(time.Millisecond))); e.After(end) {
+			end = e
+		}
+	}
+	if t0.IsZero() {
+		return t0, longest
+	}
+	return t0, max(float64(end.Sub(t0).Milliseconds()), longest)
+}
+
+func maxDuration(phases []matrix.Phase) float64 {
+	m := 0.0
+	for _, ph := range phases {
+		m = max(m, ph.DurationMS)
+	}
+	return m
 }
 
 // artifactsURL links an artifacts folder inside the page's folder relative
@@ -533,7 +571,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 {{end}}{{if .Artifacts}}<dt>Artifacts</dt><dd><a class="artifacts" href="{{.ArtifactsURL}}"><code>{{.Artifacts}}</code></a></dd>
 {{end}}</dl>
 {{if .Reason}}<div class="reason">{{.Reason}}</div>
-{{end}}{{if .Phases}}<h4>Phases{{if .Longest}} <span class="meta">(bars to scale; longest {{.Longest}})</span>{{end}}</h4>
+{{end}}{{if .Phases}}<h4>Phases{{if .Span}} <span class="meta">(timeline: each bar at its start, to scale; {{.Span}} in all)</span>{{end}}</h4>
 <div class="phases">{{range .Phases}}
 <span class="mono">{{.Name}}</span><div class="track"><div class="bar o-{{.Outcome}}" style="{{.Width}}" data-phase="{{.Name}}"></div></div><span class="dur">{{.Duration}}</span><span class="pout o-{{.Outcome}}">{{.Outcome}}{{if and .Infra (ne .Outcome "pass")}} (infra){{end}}</span>{{if .Error}}
 <div class="perr">{{.Error}}</div>{{end}}{{end}}

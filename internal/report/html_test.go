@@ -276,13 +276,15 @@ func checkRealisticPage(t *testing.T, doc *html.Node, extraCells int) {
 	if href, _ := attr(links[0], "href"); href != "artifacts/"+calico32arm.ID()+"/" {
 		t.Errorf("artifacts link %q, want the folder relative to the page", href)
 	}
-	// Phase bars: the longest phase (cni-ready, 300s) fills its track, the cluster (298s) nearly.
+	// Phase bars: every phase of this cell starts at t0, so all bars start
+	// at the left; the longest (cni-ready, 300s) fills the track, the
+	// cluster (298s) nearly.
 	widths := map[string]string{}
 	for _, b := range find(fail, func(n *html.Node) bool { return hasClass(n, "bar") }) {
 		name, _ := attr(b, "data-phase")
 		widths[name], _ = attr(b, "style")
 	}
-	if widths["cni-ready"] != "width:100.0%" || widths["cluster"] != "width:99.3%" || widths["images"] != "width:0.4%" {
+	if widths["cni-ready"] != "margin-left:0.0%;width:100.0%" || widths["cluster"] != "margin-left:0.0%;width:99.3%" || widths["images"] != "margin-left:0.0%;width:0.4%" {
 		t.Errorf("phase bar widths %v", widths)
 	}
 	if s := find(doc, func(n *html.Node) bool { return n.Data == "script" }); len(s) != 0 {
@@ -586,5 +588,46 @@ func TestArtifactsURL(t *testing.T) {
 		if got := string(artifactsURL(c.path, c.pageDir)); got != c.want {
 			t.Errorf("artifactsURL(%q, %q) = %q, want %q", c.path, c.pageDir, got, c.want)
 		}
+	}
+}
+
+// The phase bars are a timeline: each at its start offset within the
+// cell's span, so a gap (an idle wait) and an overlap show.
+func TestHTMLPhaseTimeline(t *testing.T) {
+	t0 := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
+	at := func(name string, startS, durS float64) matrix.Phase {
+		return matrix.Phase{Name: name, Outcome: matrix.Pass, Start: t0.Add(time.Duration(startS * float64(time.Second))), DurationMS: durS * 1000}
+	}
+	cell := matrix.Cell{CNI: "flannel", CNIVersion: "v0.28.10", Kubernetes: "v1.37.2", Arch: "arm64", Provider: "qemu"}
+	m := matrix.New("timeline", []matrix.Cell{cell})
+	m.Record(matrix.Result{Cell: cell, Outcome: matrix.Pass, Phases: []matrix.Phase{
+		at("cluster", 0, 50),
+		at("vm-boot", 10, 25),   // beside the control plane
+		at("cni-ready", 60, 30), // after a 10 s gap
+		at("checks", 90, 10),
+	}})
+	var b bytes.Buffer
+	if err := HTML(&b, m); err != nil {
+		t.Fatal(err)
+	}
+	doc := parsePage(t, b.Bytes())
+	style := map[string]string{}
+	for _, n := range find(doc, func(n *html.Node) bool { return hasClass(n, "bar") }) {
+		name, _ := attr(n, "data-phase")
+		style[name], _ = attr(n, "style")
+	}
+	want := map[string]string{
+		"cluster":   "margin-left:0.0%;width:50.0%",
+		"vm-boot":   "margin-left:10.0%;width:25.0%",
+		"cni-ready": "margin-left:60.0%;width:30.0%",
+		"checks":    "margin-left:90.0%;width:10.0%",
+	}
+	for k, v := range want {
+		if style[k] != v {
+			t.Errorf("phase %s bar %q, want %q", k, style[k], v)
+		}
+	}
+	if !strings.Contains(b.String(), "1m40s in all") {
+		t.Errorf("the timeline does not say its span (100 s)")
 	}
 }
