@@ -158,20 +158,8 @@ func buildPage(m *matrix.Matrix, pageDir string) (*htmlPage, error) {
 	if !m.Generated.IsZero() {
 		p.Generated = m.Generated.UTC().Format(time.RFC3339)
 	}
-	counts := m.Counts()
-	for _, o := range []matrix.Outcome{matrix.Pass, matrix.Fail, matrix.InfraError, matrix.Skipped, matrix.Unknown} {
-		p.Counts = append(p.Counts, htmlCount{string(o), counts[o]})
-	}
-
-	byArch := map[string][]matrix.Result{}
-	var arches []string
-	for _, r := range m.Results {
-		if byArch[r.Arch] == nil {
-			arches = append(arches, r.Arch)
-		}
-		byArch[r.Arch] = append(byArch[r.Arch], r)
-	}
-	slices.SortFunc(arches, archLess)
+	p.Counts = outcomeCounts(m.Results)
+	arches, byArch := groupByArch(m.Results)
 	// Details follow the tables' reading order, so the page reads top to bottom.
 	for _, arch := range arches {
 		b, err := buildBlock(arch, byArch[arch], pageDir)
@@ -196,7 +184,7 @@ func outcomeCounts(results []matrix.Result) []htmlCount {
 		n[r.Outcome]++
 	}
 	var out []htmlCount
-	for _, o := range []matrix.Outcome{matrix.Pass, matrix.Fail, matrix.InfraError, matrix.Skipped, matrix.Unknown} {
+	for _, o := range outcomeOrder {
 		out = append(out, htmlCount{string(o), n[o]})
 	}
 	return out
@@ -339,12 +327,14 @@ func newHTMLCell(r matrix.Result, pageDir string) *htmlCell {
 // the last phase end; t0 is zero when some phase has no start time, and the
 // span is then the longest phase (bars by duration only).
 func timelineSpan(phases []matrix.Phase) (t0 time.Time, spanMS float64) {
-	var end time.Time
 	longest := 0.0
 	for _, ph := range phases {
 		longest = max(longest, ph.DurationMS)
+	}
+	var end time.Time
+	for _, ph := range phases {
 		if ph.Start.IsZero() {
-			return time.Time{}, maxDuration(phases)
+			return time.Time{}, longest
 		}
 		if t0.IsZero() || ph.Start.Before(t0) {
 			t0 = ph.Start
@@ -357,14 +347,6 @@ func timelineSpan(phases []matrix.Phase) (t0 time.Time, spanMS float64) {
 		return t0, longest
 	}
 	return t0, max(float64(end.Sub(t0).Milliseconds()), longest)
-}
-
-func maxDuration(phases []matrix.Phase) float64 {
-	m := 0.0
-	for _, ph := range phases {
-		m = max(m, ph.DurationMS)
-	}
-	return m
 }
 
 // artifactsURL links an artifacts folder inside the page's folder relative

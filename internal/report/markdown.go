@@ -34,15 +34,7 @@ func Markdown(w io.Writer, m *matrix.Matrix) error {
 	}
 	b.WriteString(".\n")
 
-	byArch := map[string][]matrix.Result{}
-	var arches []string
-	for _, r := range m.Results {
-		if byArch[r.Arch] == nil {
-			arches = append(arches, r.Arch)
-		}
-		byArch[r.Arch] = append(byArch[r.Arch], r)
-	}
-	slices.SortFunc(arches, archLess)
+	arches, byArch := groupByArch(m.Results)
 	for _, arch := range arches {
 		markdownArch(&b, arch, byArch[arch])
 	}
@@ -108,9 +100,7 @@ func markdownArch(b *strings.Builder, arch string, results []matrix.Result) {
 	var rows []string
 	var cols []colKey
 	cells := map[string]map[colKey][]matrix.Result{}
-	n := map[matrix.Outcome]int{}
 	for _, r := range results {
-		n[r.Outcome]++
 		row := r.CNI + " " + r.VersionLabel()
 		if r.Variant != "" {
 			row += " (" + r.Variant + ")"
@@ -134,8 +124,8 @@ func markdownArch(b *strings.Builder, arch string, results []matrix.Result) {
 	})
 	fmt.Fprintf(b, "\n## %s\n\n", arch)
 	var counts []string
-	for _, o := range []matrix.Outcome{matrix.Pass, matrix.Fail, matrix.InfraError, matrix.Skipped, matrix.Unknown} {
-		counts = append(counts, fmt.Sprintf("%d %s", n[o], o))
+	for _, c := range outcomeCounts(results) {
+		counts = append(counts, fmt.Sprintf("%d %s", c.N, c.Outcome))
 	}
 	fmt.Fprintf(b, "%d cells: %s.\n\n", len(results), strings.Join(counts, ", "))
 	b.WriteString("| CNI |")

@@ -62,19 +62,3 @@ func upstreamOf(c matrix.Cell) upstream {
 	}
 	return u
 }
-
-// archOrder puts arm64 first (the question cnimatrix exists for), then the
-// other arches by name.
-func archLess(a, b string) int {
-	switch {
-	case a == b:
-		return 0
-	case a == "arm64":
-		return -1
-	case b == "arm64":
-		return 1
-	case a < b:
-		return -1
-	}
-	return 1
-}
