@@ -26,6 +26,13 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// cliCommand is `cnimatrix args...` run as its own process (see TestMain).
+func cliCommand(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "CNIMATRIX_TEST_MAIN=1")
+	return cmd
+}
+
 // Two `cnimatrix run`s on one host at once, as two CI jobs or a laptop
 // beside CI would: each gets its own run ID, network, registry (port and
 // blob dir), clusters and lock, both pass, and neither leaves anything of its
@@ -49,8 +56,7 @@ func TestTwoConcurrentRunsDoNotInterfere(t *testing.T) {
 	for i := range runs {
 		runs[i].out = t.TempDir()
 		wg.Go(func() {
-			cmd := exec.CommandContext(ctx, os.Args[0], "run", scen, "--out", runs[i].out)
-			cmd.Env = append(os.Environ(), "CNIMATRIX_TEST_MAIN=1")
+			cmd := cliCommand(ctx, "run", scen, "--out", runs[i].out)
 			var b bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &b, &b
 			runs[i].err = cmd.Run()

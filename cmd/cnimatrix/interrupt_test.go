@@ -85,9 +85,7 @@ func TestInterruptLeavesNothing(t *testing.T) {
 		t.Run(ph.name+"/SIGKILL then gc", func(t *testing.T) {
 			r := startRun(t, ph.scenario, ph.marker, ph.delay, syscall.SIGKILL)
 			killedLeft := r.leftovers()
-			gc := exec.Command(os.Args[0], "gc", "--out", r.out)
-			gc.Env = append(os.Environ(), "CNIMATRIX_TEST_MAIN=1")
-			out, err := gc.CombinedOutput()
+			out, err := cliCommand(ctx, "gc", "--out", r.out).CombinedOutput()
 			if err != nil {
 				t.Fatalf("gc: %v\n%s", err, out)
 			}
@@ -134,8 +132,7 @@ var (
 func startRun(t *testing.T, scenario, marker string, delay time.Duration, sig syscall.Signal, extra ...string) *interruptedRun {
 	t.Helper()
 	r := &interruptedRun{out: t.TempDir()}
-	cmd := exec.Command(os.Args[0], append([]string{"run", scenario, "--out", r.out}, extra...)...)
-	cmd.Env = append(os.Environ(), "CNIMATRIX_TEST_MAIN=1")
+	cmd := cliCommand(context.Background(), append([]string{"run", scenario, "--out", r.out}, extra...)...)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -37,8 +36,7 @@ func TestPlantedSecretsStayOutOfEverything(t *testing.T) {
 	}
 	out := t.TempDir()
 	arts := filepath.Join(out, "artifacts")
-	cmd := exec.CommandContext(ctx, os.Args[0], "run", scen, "-v", "--out", out, "--artifacts", arts)
-	cmd.Env = append(os.Environ(), "CNIMATRIX_TEST_MAIN=1")
+	cmd := cliCommand(ctx, "run", scen, "-v", "--out", out, "--artifacts", arts)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	runErr := cmd.Run()
