@@ -234,6 +234,7 @@ var _ = Describe("cnimatrix", func() {
 		}
 	}
 	reuseSpec()
+	existingSpec()
 })
 
 // cellSpec is one cell's spec: run it, attach its result to the report (the

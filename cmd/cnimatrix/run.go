@@ -19,16 +19,17 @@ import (
 	"github.com/cnimatrix/cnimatrix/internal/repo"
 	"github.com/cnimatrix/cnimatrix/internal/report"
 	"github.com/cnimatrix/cnimatrix/internal/runner"
+	"github.com/cnimatrix/cnimatrix/internal/scenario"
 )
 
 // loadSuite loads the scenarios at paths with the run helper: a scenario
 // error (file and line), two cells with one ID or a bad filter is bad input.
-func loadSuite(paths, filters []string, forPlan bool) (*runner.Suite, error) {
+func loadSuite(paths, filters []string, forPlan bool, existing scenario.Existing) (*runner.Suite, error) {
 	root, err := repo.Root()
 	if err != nil {
 		return nil, usageError{err}
 	}
-	suite, err := runner.Load(paths, runner.LoadOptions{RepoRoot: root, Filters: filters, ForPlan: forPlan})
+	suite, err := runner.Load(paths, runner.LoadOptions{RepoRoot: root, Filters: filters, ForPlan: forPlan, Existing: existing})
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -46,6 +47,7 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 		soak, soakEvery   time.Duration
 		soakMin           float64
 		shard             string
+		existing          scenario.Existing
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO.yaml...",
@@ -94,13 +96,27 @@ filters and N; cells that share a reused cluster stay in one shard; shards
 are balanced by each cell's estimated cost (a cell with QEMU VM nodes weighs
 about four kind cells). Each shard writes its own matrix (an empty one when
 it has no cells); 'cnimatrix report --merge' joins them into the matrix one
-run would have written. --dry-run shows a shard's cells.`,
+run would have written. --dry-run shows a shard's cells.
+
+--kubeconfig FILE [--context C] (or provider: existing with an existing block
+in the scenario) runs the cells on a cluster cnimatrix did not create, e.g.
+before upgrading it. In installed mode (the default) the CNI is already
+there: cnimatrix finds it (the DaemonSets that mount /etc/cni/net.d and their
+family's Deployments), records its name and version, and runs the checks on
+the nodes of the cell's arch (a cluster without one skips the cell). In
+install mode it applies the version under test, checks it and deletes what
+it applied; it refuses to start beside another CNI unless --replace-cni.
+Everything cnimatrix adds lives in the namespace cnimatrix-checks, removed at
+the end (--keep leaves it; 'cnimatrix gc --kubeconfig FILE' removes it).
+Nothing it did not create is edited or deleted. docs/existing-cluster.md
+has the ClusterRole it needs.`,
 		Example: `  cnimatrix run scenarios/offline-flannel.yaml
   cnimatrix run scenarios/offline-flannel.yaml --filter k8s=v1.37.2 --keep -v
   cnimatrix run scenarios/offline-flannel-upgrade.yaml
   cnimatrix run scenarios/offline-flannel-k8s-versions.yaml --reuse-clusters
   cnimatrix run scenarios/offline-flannel.yaml --soak 10h --soak-interval 5s --soak-min-availability 99.9
-  cnimatrix run scenarios/calico-arm64.yaml --shard 3/8 --out _out/shard-3`,
+  cnimatrix run scenarios/calico-arm64.yaml --shard 3/8 --out _out/shard-3
+  cnimatrix run scenarios/calico-arm64.yaml --kubeconfig ~/.kube/config --context prod-arm64`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageError{fmt.Errorf("run takes one or more scenario files, got none")}
@@ -109,7 +125,15 @@ run would have written. --dry-run shows a shard's cells.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			suite, err := loadSuite(args, filters, dryRun)
+			if existing.Kubeconfig == "" && (existing.Context != "" || existing.Mode != "" || existing.ReplaceCNI) {
+				return badInput("--context, --mode and --replace-cni go with --kubeconfig")
+			}
+			switch existing.Mode {
+			case "", scenario.ExistingInstalled, scenario.ExistingInstall:
+			default:
+				return badInput("--mode %q: want installed or install", existing.Mode)
+			}
+			suite, err := loadSuite(args, filters, dryRun, existing)
 			if err != nil {
 				return err
 			}
@@ -215,6 +239,10 @@ run would have written. --dry-run shows a shard's cells.`,
 	cmd.Flags().StringArrayVar(&filters, "filter", nil, "run only matching cells: k8s=v1.37.2, arch=amd64, provider=kind, cni=flannel, <cni>=<version> (repeatable; all must match)")
 	cmd.Flags().BoolVar(&reuse, "reuse-clusters", false, "run cells that need the same cluster on one cluster, uninstalling the CNI in between (speed mode; see above)")
 	cmd.Flags().StringVar(&shard, "shard", "", "run only shard K/N of the selected cells (e.g. 2/8): a deterministic split balanced by estimated cost, cells sharing a reused cluster kept together; merge the shards' matrices with 'cnimatrix report --merge'")
+	cmd.Flags().StringVar(&existing.Kubeconfig, "kubeconfig", "", "run every cell on the existing cluster of this kubeconfig (provider existing; see above) instead of creating clusters")
+	cmd.Flags().StringVar(&existing.Context, "context", "", "with --kubeconfig: the context to use (default: its current context)")
+	cmd.Flags().StringVar(&existing.Mode, "mode", "", "with --kubeconfig: installed (default: check the CNI the cluster runs) or install (install the version under test, check, remove it)")
+	cmd.Flags().BoolVar(&existing.ReplaceCNI, "replace-cni", false, "with --kubeconfig --mode install: start though the cluster already runs a CNI")
 	cmd.Flags().IntVar(&parallel, "parallel", 1, "cells to run at once (each is a cluster: mind the cores)")
 	cmd.Flags().StringVar(&preflight, "preflight", string(engine.PreflightWarn), "audit each cell's images for its arch before creating its cluster: warn (record, run anyway), strict (fail the cell), off")
 	cmd.Flags().DurationVar(&soak, "soak", 0, "after a cell's checks pass, keep fetching nginx across nodes for this long (e.g. 10m, 10h) and record availability and latency")

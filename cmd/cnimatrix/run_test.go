@@ -79,6 +79,20 @@ func TestRunBadInputExitsTwoAndCreatesNothing(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q", flags, code, stderr)
 		}
 	}
+	// Provider existing: the kubeconfig is required, and its flags go with it.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{writeFile(t, "name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\nprovider: existing\n")}, "provider existing needs a kubeconfig"},
+		{[]string{writeFile(t, "name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\n"), "--context", "prod"}, "--context, --mode and --replace-cni go with --kubeconfig"},
+		{[]string{writeFile(t, "name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\n"), "--kubeconfig", "/k", "--mode", "upgrade"}, `--mode "upgrade": want installed or install`},
+	} {
+		code, stderr := runBad(t, append([]string{"run"}, c.args...)...)
+		if code != exitBadInput || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stderr %q, want %q", c.args, code, stderr, c.want)
+		}
+	}
 	code, stderr := runBad(t, "run", writeFile(t, "name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\n"), "--reuse-clusters", "--keep")
 	if code != exitBadInput || !strings.Contains(stderr, "--reuse-clusters and --keep do not go together") {
 		t.Errorf("--reuse-clusters --keep: exit %d, stderr %q", code, stderr)
@@ -134,6 +148,20 @@ func TestRunDryRunPrintsPlansWithoutDocker(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("plan lacks %q:\n%s", want, out)
 		}
+	}
+	// On an existing cluster the plan says whose, and that the CNI is its own.
+	code, out, _, err = runCLI(t, "run", "../../scenarios/offline-flannel.yaml", "--dry-run", "--kubeconfig", "/etc/prod.kubeconfig", "--context", "prod")
+	for _, want := range []string{
+		"flannel-v0.28.10_k8s-v1.37.2_amd64_existing",
+		"existing cluster of /etc/prod.kubeconfig (context prod), installed mode",
+		"the cluster's own (detected, not applied)",
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("existing plan (exit %d, %v) lacks %q:\n%s", code, err, want, out)
+		}
+	}
+	if strings.Contains(out, "HostToNodePort") {
+		t.Errorf("existing plan runs HostToNodePort:\n%s", out)
 	}
 	code, out, _, err = runCLI(t, "run", "../../scenarios/seed-2019-calico.yaml", "--dry-run")
 	if code != 0 || !strings.Contains(out, "skipped, no cluster: calico v3.1.7 cannot run on Kubernetes v1.37.2") {

@@ -98,8 +98,16 @@ type Env struct {
 	Arch         string
 	CNIWorkloads []install.Workload
 
-	core    rest.Interface // lazily built from Config, for exec
-	created bool           // Setup created the namespace
+	core rest.Interface // lazily built from Config, for exec
+	// Owner is the run ID written on the namespace Setup creates
+	// (cluster.OwnerAnnotation), so that gc leaves a live run's alone.
+	Owner string
+
+	created bool // Setup created the namespace, or found it provided
+	// provided: the namespace is the user's (labelled ProvidedNamespace),
+	// made for a kubeconfig with only namespaced rights in it: Teardown
+	// deletes what the checks made in it, never the namespace.
+	provided bool
 }
 
 // Check is one named check.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -84,6 +85,10 @@ func (e *Env) exec(ctx context.Context, pod *corev1.Pod, argv ...string) execOut
 	case err == nil:
 	case errors.As(err, &ee):
 		out.Code = ee.ExitStatus()
+	case strings.Contains(err.Error(), "is forbidden:"):
+		// RBAC: on a cluster cnimatrix did not create, the kubeconfig
+		// may lack a right; say which file lists them.
+		out.Err = fmt.Errorf("exec in pod %s/%s: %w (the kubeconfig needs create on pods/exec in namespace %s: see docs/existing-cluster-rbac.yaml)", pod.Namespace, pod.Name, err, pod.Namespace)
 	default:
 		out.Err = fmt.Errorf("exec in pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}

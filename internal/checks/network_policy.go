@@ -183,7 +183,7 @@ func nginxSelector() metav1.LabelSelector {
 // denyPolicy selects the nginx pods for ingress and allows nothing.
 func denyPolicy(ns string) *networkingv1.NetworkPolicy {
 	return &networkingv1.NetworkPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: denyPolicyName, Namespace: ns},
+		ObjectMeta: metav1.ObjectMeta{Name: denyPolicyName, Namespace: ns, Labels: owned(nil)},
 		Spec: networkingv1.NetworkPolicySpec{
 			PodSelector: nginxSelector(),
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
@@ -196,7 +196,7 @@ func allowPolicy(ns string) *networkingv1.NetworkPolicy {
 	tcp := corev1.ProtocolTCP
 	port := intstr.FromInt32(80)
 	return &networkingv1.NetworkPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: allowPolicyName, Namespace: ns},
+		ObjectMeta: metav1.ObjectMeta{Name: allowPolicyName, Namespace: ns, Labels: owned(nil)},
 		Spec: networkingv1.NetworkPolicySpec{
 			PodSelector: nginxSelector(),
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},

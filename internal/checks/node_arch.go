@@ -44,6 +44,7 @@ func (c NodeArch) Run(ctx context.Context, env *Env) Result {
 	}
 	var ev []Evidence
 	var problems []string
+	harness := 0 // problems that are only an exec that failed
 	for _, n := range archTargets(env.Nodes, list.Items) {
 		a := archReport{Node: n.Name, Want: n.Arch}
 		e := Evidence{Check: c.Name(), Source: "api", Target: "node " + n.Name}
@@ -60,6 +61,7 @@ func (c NodeArch) Run(ctx context.Context, env *Env) Result {
 				out := env.uname(ctx, p)
 				e.Latency, e.Attempts = out.took, out.attempts
 				a.Uname, a.Err = out.machine, out.err
+				e.Harness = out.harness
 			} else {
 				a.Err = "probe pod " + p.Name + " not ready: " + install.DescribePod(p, nil).String()
 			}
@@ -68,11 +70,21 @@ func (c NodeArch) Run(ctx context.Context, env *Env) Result {
 		e.OK, e.Detail, problem = a.verdict()
 		if !e.OK {
 			problems = append(problems, "node "+n.Name+": "+problem)
+			if e.Harness && (a.Want == "" || a.NodeInfo == a.Want) {
+				harness++
+			}
 		}
 		ev = append(ev, e)
 	}
 	if len(ev) == 0 {
 		return fail(nil, "no nodes")
+	}
+	if len(problems) > 0 && harness == len(problems) {
+		// No pod was asked: the harness's failure, not a verdict on the
+		// nodes' arch.
+		r := fail(ev, "the harness could not exec into its probe pods: %s", strings.Join(problems, "; "))
+		r.Infra = true
+		return r
 	}
 	if len(problems) > 0 {
 		return fail(ev, "%s", strings.Join(problems, "; "))
@@ -175,6 +187,9 @@ type unameOutput struct {
 	machine, err string
 	took         time.Duration
 	attempts     int
+	// harness: the exec itself failed (API server, kubelet, RBAC), so
+	// the pod never answered.
+	harness bool
 }
 
 // uname runs `uname -m` in pod, retrying only when the exec itself failed.
@@ -187,7 +202,7 @@ func (e *Env) uname(ctx context.Context, pod *corev1.Pod) unameOutput {
 		u = unameOutput{machine: strings.TrimSpace(out.Stdout), took: out.Took}
 		switch {
 		case out.Err != nil:
-			u.err = out.Err.Error()
+			u.err, u.harness = out.Err.Error(), true
 			// An image without uname answers the same every time.
 			return !strings.Contains(u.err, "executable file not found")
 		case out.Code != 0:

@@ -191,7 +191,7 @@ func ptr[T any](v T) *T { return &v }
 func nginxDeployment(env *Env, replicas int32) *appsv1.Deployment {
 	lbl := map[string]string{appLabel: nginxApp}
 	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: nginxName, Namespace: env.Namespace, Labels: lbl},
+		ObjectMeta: metav1.ObjectMeta{Name: nginxName, Namespace: env.Namespace, Labels: owned(lbl)},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: lbl},
@@ -228,7 +228,7 @@ func nginxDeployment(env *Env, replicas int32) *appsv1.Deployment {
 
 func nginxService(env *Env) *corev1.Service {
 	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: nginxName, Namespace: env.Namespace},
+		ObjectMeta: metav1.ObjectMeta{Name: nginxName, Namespace: env.Namespace, Labels: owned(nil)},
 		Spec: corev1.ServiceSpec{
 			Type:     corev1.ServiceTypeNodePort,
 			Selector: map[string]string{appLabel: nginxApp},
@@ -271,7 +271,7 @@ func probePodName(node string, i int) string {
 
 func probePod(env *Env, name, node, role string) *corev1.Pod {
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: env.Namespace, Labels: map[string]string{appLabel: probeApp, probeRoleLabel: role}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: env.Namespace, Labels: owned(map[string]string{appLabel: probeApp, probeRoleLabel: role})},
 		Spec: corev1.PodSpec{
 			// Pinned rather than scheduled: each probe stands for its node,
 			// and the cross-node targets are chosen against it.

@@ -17,6 +17,11 @@ import (
 // Label marks every Docker object cnimatrix creates, so leftovers can be found.
 const Label = "io.cnimatrix.run"
 
+// OwnerAnnotation names the run that made an object in a cluster
+// cnimatrix did not create (the checks' namespace there): gc leaves those
+// of live runs alone.
+const OwnerAnnotation = "io.cnimatrix.run/owner"
+
 // NamePrefix starts the name of every cluster cnimatrix creates.
 const NamePrefix = "cnimatrix-"
 

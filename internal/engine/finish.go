@@ -11,6 +11,7 @@ import (
 
 	"github.com/cnimatrix/cnimatrix/internal/archaudit"
 	"github.com/cnimatrix/cnimatrix/internal/artifacts"
+	"github.com/cnimatrix/cnimatrix/internal/checks"
 	"github.com/cnimatrix/cnimatrix/internal/cluster"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
 )
@@ -21,8 +22,13 @@ import (
 // cluster is torn down, kept (--keep) or, when reused, released to the
 // next cell.
 func (c *cellRun) finish(ctx context.Context) {
-	if outcome, _ := verdict(*c.result, c.checksRan); outcome != matrix.Pass {
+	if outcome, _ := verdict(*c.result, c.checksRan); outcome != matrix.Pass && outcome != matrix.Skipped {
 		c.collect(ctx)
+	}
+	if c.plan.onExisting() && !c.plan.installed() && c.cl != nil && !c.e.opts.Keep {
+		// Install mode: what the run applied goes. (In installed mode the
+		// CNI is the cluster's own and stays, whatever happened.)
+		c.uninstallExisting(ctx)
 	}
 	if c.cl == nil {
 		// No cluster (its creation failed or was interrupted, and the
@@ -85,6 +91,11 @@ func (c *cellRun) collect(ctx context.Context) {
 
 // teardown deletes the cell's cluster, or keeps it with how to reach it.
 func (c *cellRun) teardown(ctx context.Context, prov cluster.Provider, cl *cluster.Cluster, workDir string) {
+	if c.e.opts.Keep && c.plan.onExisting() {
+		c.record(matrix.Phase{Name: "teardown", Step: "teardown", Outcome: matrix.Skipped, Start: time.Now(), Error: "kept (--keep)"})
+		c.log.Infof("kept what the run made in %s: namespace %s (and, in install mode, the CNI it applied); remove it with cnimatrix gc --kubeconfig FILE", cl.Name, checks.DefaultNamespace)
+		return
+	}
 	if c.e.opts.Keep {
 		c.record(matrix.Phase{Name: "teardown", Step: "teardown", Outcome: matrix.Skipped, Start: time.Now(), Error: "kept (--keep)"})
 		c.log.Infof("kept cluster %s: export KUBECONFIG=%s; kubectl get pods -A   (delete: kind delete cluster --name %s, or cnimatrix gc)",

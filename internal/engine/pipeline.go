@@ -39,6 +39,7 @@ func (e *Engine) pipeline() []Step {
 		stepAccess,      // kubeconfig and clients; waits scaled for emulated nodes
 		stepBaseline,    // a reused cluster's nodes before any CNI
 		stepKernelFacts, // what each node's kernel offers the CNI's tunnel
+		stepDetect,      // an existing cluster's own CNI found (installed mode)
 		stepInstall,     // the configured manifest applied
 		stepReady,       // the CNI's workloads ready
 		stepChecks,      // the checks, one phase each
@@ -85,10 +86,13 @@ type StepResult struct {
 	// Recorded: the step recorded its phases itself, as they happened
 	// (cellRun.phase), and Failed says whether one failed.
 	Recorded bool
+	// Skip is why the cell cannot answer its question here (an existing
+	// cluster with no node of its arch): the cell is skipped with it.
+	Skip string
 }
 
 // failed reports whether the step's result ends the journey.
-func (r StepResult) failed() bool { return r.Err != nil || r.Failed }
+func (r StepResult) failed() bool { return r.Err != nil || r.Failed || r.Skip != "" }
 
 // cellRun is one cell on its way through the pipeline: its plan, what the
 // steps made so far, and its result.
@@ -185,6 +189,10 @@ func (c *cellRun) run(ctx context.Context, st Step) bool {
 		}
 	default:
 		p := matrix.Phase{Name: st.Name, Step: st.Name, Outcome: matrix.Pass, Start: start, DurationMS: since(start), Evidence: r.Evidence, Infra: st.Infra}
+		if r.Skip != "" {
+			p.Outcome, p.Error = matrix.Skipped, r.Skip
+			c.result.Outcome, c.result.Reason = matrix.Skipped, r.Skip
+		}
 		if r.Err != nil {
 			p.Error, p.Cause, p.Outcome = r.Err.Error(), r.Cause, matrix.Fail
 			if st.Infra || r.Infra {
@@ -194,7 +202,7 @@ func (c *cellRun) run(ctx context.Context, st Step) bool {
 		}
 		c.record(p)
 	}
-	return !r.failed() || st.KeepGoing
+	return !r.failed() || (st.KeepGoing && r.Skip == "")
 }
 
 func (c *cellRun) record(p matrix.Phase) { c.result.Phases = append(c.result.Phases, p) }

@@ -85,14 +85,14 @@ type UpgradePlan struct {
 // no engine, so without the run's options (soak, reuse). An error is a
 // manifest the cell could not apply (it would fail its cni-install).
 func Plan(s *scenario.Scenario, cell matrix.Cell) (CellPlan, error) {
-	prov, err := providerByName(cell.Provider, dryRunProviders())
+	prov, err := providerFor(s, cell, dryRunProviders())
 	p := resolvePlan(s, cell, prov, err)
 	return *p, p.ManifestErr
 }
 
 // planCell is Plan with this run's providers and options.
 func (e *Engine) planCell(s *scenario.Scenario, cell matrix.Cell) *CellPlan {
-	prov, err := providerByName(cell.Provider, e.providers())
+	prov, err := providerFor(s, cell, e.providers())
 	p := resolvePlan(s, cell, prov, err)
 	p.Soak = e.soakFor(s)
 	p.Reuse = e.reuses(s)
@@ -117,6 +117,14 @@ func resolvePlan(s *scenario.Scenario, cell matrix.Cell, prov cluster.Provider, 
 	}
 	p.Layout = prov.Layout(cell.Arch, s.Nodes)
 	p.Nodes = describeLayout(p.Layout, prov, cell.Kubernetes, s)
+	if p.installed() {
+		// The CNI is the cluster's own: nothing to apply, the checks only.
+		p.Manifest, p.Pin = "", ""
+		p.Encapsulation = encapsulation(&s.CNI, nil)
+		p.Checks = existingChecks(cniChecks(&s.CNI, s.PodSubnet, p.Encapsulation))
+		p.CheckNames = checkNames(p.Checks)
+		return p
+	}
 	p.Edits = declaredEdits(&s.CNI)
 	if why := s.CNI.Unavailable[cell.CNIVersion]; why != "" {
 		p.Blocked = why
@@ -146,9 +154,10 @@ func resolvePlan(s *scenario.Scenario, cell matrix.Cell, prov cluster.Provider, 
 	}
 	p.Encapsulation = encapsulation(&s.CNI, objs)
 	p.Checks = cniChecks(&s.CNI, s.PodSubnet, p.Encapsulation)
-	for _, c := range p.Checks {
-		p.CheckNames = append(p.CheckNames, c.Name())
+	if p.onExisting() {
+		p.Checks = existingChecks(p.Checks)
 	}
+	p.CheckNames = checkNames(p.Checks)
 	if cell.UpgradeTo != "" && s.Upgrade != nil {
 		up := &UpgradePlan{To: s.Upgrade.To, Manifest: s.Upgrade.Manifest, Upgrade: *s.Upgrade}
 		if objs, _, err := configuredManifest(up.Manifest, &s.CNI); err == nil {
@@ -160,6 +169,23 @@ func resolvePlan(s *scenario.Scenario, cell matrix.Cell, prov cluster.Provider, 
 		p.Upgrade = up
 	}
 	return p
+}
+
+func checkNames(list []checks.Check) []string {
+	var out []string
+	for _, c := range list {
+		out = append(out, c.Name())
+	}
+	return out
+}
+
+// providerFor is the provider of a cell: one of provs by name, or for
+// provider existing the scenario's cluster.
+func providerFor(s *scenario.Scenario, cell matrix.Cell, provs []cluster.Provider) (cluster.Provider, error) {
+	if cell.Provider == scenario.ProviderExisting {
+		return existingProvider(s)
+	}
+	return providerByName(cell.Provider, provs)
 }
 
 // controlPlaneArch is the arch of the cluster's control plane.
@@ -179,6 +205,10 @@ func (p *CellPlan) mixed() bool { return p.controlPlaneArch() != p.Cell.Arch }
 func (p *CellPlan) cni() *scenario.CNISpec { return &p.scenario.CNI }
 
 func describeLayout(nodes []cluster.NodeSpec, prov cluster.Provider, k8s string, s *scenario.Scenario) string {
+	if w, ok := prov.(interface{ Where() string }); ok {
+		mode := s.Existing.Mode + " mode"
+		return fmt.Sprintf("%s, %s; Kubernetes %s expected; the nodes of the cell's arch run the checks", w.Where(), mode, k8s)
+	}
 	var parts []string
 	workers, wArch := 0, ""
 	for _, n := range nodes {
@@ -240,7 +270,11 @@ func (p CellPlan) String() string {
 	if pin == "" {
 		pin = "local file"
 	}
-	fmt.Fprintf(&b, "  manifest: %s (%s)\n", p.Manifest, pin)
+	if p.Manifest == "" {
+		fmt.Fprintf(&b, "  cni:      the cluster's own (detected, not applied)\n")
+	} else {
+		fmt.Fprintf(&b, "  manifest: %s (%s)\n", p.Manifest, pin)
+	}
 	for _, e := range p.Edits {
 		fmt.Fprintf(&b, "  edit:     %s\n", e)
 	}

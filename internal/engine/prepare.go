@@ -25,6 +25,9 @@ func (e *Engine) Prepare(ctx context.Context, s *scenario.Scenario) error {
 			continue // no cluster: no node image, no disk
 		}
 		runs = true
+		if p.onExisting() {
+			continue // its nodes are what they are
+		}
 		if _, err := e.prepareNodes(ctx, p); err != nil {
 			return err
 		}

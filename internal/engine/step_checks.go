@@ -41,10 +41,12 @@ func (c *cellRun) checksEnv() *checks.Env {
 		CNINamespace: p.cni().Namespace, CNISelector: p.cni().Selector,
 		Timeout: c.timeouts.Checks, Log: c.log, TargetPort: p.scenario.Checks.ServiceTargetPort,
 		// The cluster is deleted after the cell (or kept for debugging with
-		// its workloads): waiting for the namespace to go costs ~15 s for nothing.
-		KeepNamespace: true,
+		// its workloads): waiting for the namespace to go costs ~15 s for
+		// nothing. An existing cluster is not cnimatrix's: the namespace
+		// goes unless --keep.
+		KeepNamespace: !p.onExisting() || c.e.opts.Keep,
 		Arch:          p.Cell.Arch, CNIWorkloads: cniWorkloads(c.applied, p.cni()),
-		ExecSlack: c.execSlack(),
+		ExecSlack: c.execSlack(), Owner: c.e.runID,
 	}
 }
 

@@ -15,6 +15,12 @@ var stepCluster = Step{Name: "cluster", Infra: true, Run: func(ctx context.Conte
 	e, p := c.e, c.plan
 	c.prov = p.provider
 	c.workDir = e.cellWorkDir(p.Cell)
+	if p.onExisting() {
+		if err := os.MkdirAll(c.workDir, 0o755); err != nil {
+			return StepResult{Err: err}
+		}
+		return c.connectExisting(ctx)
+	}
 	if p.Reuse {
 		c.wanted = e.startReuse(p.PoolKey)
 		if c.pool = e.takePooled(p.PoolKey); c.pool != nil {

@@ -10,9 +10,12 @@ import (
 // exists: cached builds, cheap when Prepare ran.
 var stepImages = Step{Name: "images", Infra: true, Run: func(ctx context.Context, c *cellRun) StepResult {
 	e, p := c.e, c.plan
-	nodes, err := e.prepareNodes(ctx, p)
-	if err != nil {
-		return StepResult{Err: err}
+	var nodes preparedNodes
+	var err error
+	if !p.onExisting() { // an existing cluster's nodes are what they are
+		if nodes, err = e.prepareNodes(ctx, p); err != nil {
+			return StepResult{Err: err}
+		}
 	}
 	// The nodes that boot from a disk have the harness's images in it.
 	c.nodeImage, c.preload = nodes.NodeImage, nodes.Preload

@@ -17,9 +17,14 @@ import (
 
 // stepInstall applies the cell's configured manifest (the scenario's image
 // overrides and Calico options, and in a mixed cluster the arch pins).
-var stepInstall = Step{Name: "cni-install", Run: func(ctx context.Context, c *cellRun) StepResult {
+var stepInstall = Step{Name: "cni-install", Applies: func(c *cellRun) bool { return !c.plan.installed() }, Run: func(ctx context.Context, c *cellRun) StepResult {
 	if c.plan.ManifestErr != nil {
 		return StepResult{Err: c.plan.ManifestErr}
+	}
+	if c.plan.onExisting() {
+		if err := c.refuseOtherCNI(ctx); err != nil {
+			return StepResult{Err: err, Infra: true}
+		}
 	}
 	ev, err := c.apply(ctx, c.plan.Manifest, "cni-install")
 	return StepResult{Evidence: ev, Err: err}

@@ -119,32 +119,34 @@ func (ef *earlyFacts) probe(ctx context.Context, nodes []cluster.Node) ([]kernel
 
 // stepKernelFacts reads each node's kernel (those read at boot are not
 // read again) and requires the tunnel the configured manifest sets up.
-var stepKernelFacts = Step{Name: PhaseKernelFacts, Run: func(ctx context.Context, c *cellRun) StepResult {
-	kctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	if c.facts == nil {
-		c.facts = &earlyFacts{} // a reused cluster: nothing read at boot
-	}
-	facts, err := c.facts.probe(kctx, c.cl.Nodes)
-	var ev []matrix.Evidence
-	for _, f := range facts {
-		ev = append(ev, matrix.Evidence{Check: PhaseKernelFacts, Source: f.Node, Target: "kernel", OK: true, Detail: f.String()})
-	}
-	if err != nil {
-		return StepResult{Evidence: ev, Err: err}
-	}
-	if err := kernelfacts.Require(facts, c.plan.Encapsulation); err != nil {
-		for i := range ev {
-			ev[i].OK = false
+var stepKernelFacts = Step{Name: PhaseKernelFacts,
+	// An existing cluster's nodes run no command of cnimatrix.
+	Applies: func(c *cellRun) bool { return !c.plan.onExisting() }, Run: func(ctx context.Context, c *cellRun) StepResult {
+		kctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		defer cancel()
+		if c.facts == nil {
+			c.facts = &earlyFacts{} // a reused cluster: nothing read at boot
 		}
-		r := StepResult{Evidence: ev, Err: err}
-		if _, missing := errors.AsType[*kernelfacts.MissingError](err); missing {
-			r.Cause = diagnose.KernelFeature
+		facts, err := c.facts.probe(kctx, c.cl.Nodes)
+		var ev []matrix.Evidence
+		for _, f := range facts {
+			ev = append(ev, matrix.Evidence{Check: PhaseKernelFacts, Source: f.Node, Target: "kernel", OK: true, Detail: f.String()})
 		}
-		return r
-	}
-	return StepResult{Evidence: ev}
-}}
+		if err != nil {
+			return StepResult{Evidence: ev, Err: err}
+		}
+		if err := kernelfacts.Require(facts, c.plan.Encapsulation); err != nil {
+			for i := range ev {
+				ev[i].OK = false
+			}
+			r := StepResult{Evidence: ev, Err: err}
+			if _, missing := errors.AsType[*kernelfacts.MissingError](err); missing {
+				r.Cause = diagnose.KernelFeature
+			}
+			return r
+		}
+		return StepResult{Evidence: ev}
+	}}
 
 // cniChecks are the checks a cell runs: the standard ones, the arch
 // coverage of the CNI's workloads and, for Calico, its own, pinned to the

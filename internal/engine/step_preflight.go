@@ -50,7 +50,7 @@ const preflightTimeout = 3 * time.Minute
 // pull them, before any cluster exists (--preflight: warn records, strict
 // fails the cell, off skips).
 var stepPreflight = Step{Name: diagnose.PreflightPhase,
-	Applies: func(c *cellRun) bool { return c.e.opts.Preflight != PreflightOff }, Run: runPreflight}
+	Applies: func(c *cellRun) bool { return c.e.opts.Preflight != PreflightOff && !c.plan.installed() }, Run: runPreflight}
 
 func runPreflight(ctx context.Context, c *cellRun) StepResult {
 	mode := c.e.opts.Preflight

@@ -138,14 +138,17 @@ type Result struct {
 	// ManifestPin says how a downloaded manifest was pinned: "pinned" (the
 	// catalog) or "trusted-on-first-use" (the user's lock); empty for
 	// local files.
-	ManifestPin string    `json:"manifestPin,omitempty"`
-	Reason      string    `json:"reason,omitempty"`
-	RootCause   string    `json:"rootCause,omitempty"`
-	ClusterName string    `json:"clusterName,omitempty"`
-	Artifacts   string    `json:"artifacts,omitempty"`
-	Start       time.Time `json:"start"`
-	DurationMS  float64   `json:"durationMs"`
-	Phases      []Phase   `json:"phases"`
+	ManifestPin string `json:"manifestPin,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+	RootCause   string `json:"rootCause,omitempty"`
+	ClusterName string `json:"clusterName,omitempty"`
+	// Installed is the CNI an existing cluster was found running (provider
+	// existing, installed mode): "calico v3.32.1".
+	Installed  string    `json:"installed,omitempty"`
+	Artifacts  string    `json:"artifacts,omitempty"`
+	Start      time.Time `json:"start"`
+	DurationMS float64   `json:"durationMs"`
+	Phases     []Phase   `json:"phases"`
 }
 
 // Matrix is the whole document.

@@ -48,6 +48,9 @@ type LoadOptions struct {
 	// ForPlan loads for a dry run: manifests not pinned or not cached yet
 	// block their cells instead of failing the load.
 	ForPlan bool
+	// Existing, when its Kubeconfig is set, runs every cell on that
+	// cluster (cnimatrix run --kubeconfig): provider existing.
+	Existing scenario.Existing
 }
 
 // Load loads and validates the scenarios at paths. A scenario error (file
@@ -66,6 +69,12 @@ func Load(paths []string, opts LoadOptions) (*Suite, error) {
 		s, err := load(p, cat, opts.RepoRoot)
 		if err != nil {
 			return nil, err
+		}
+		if x := opts.Existing; x.Kubeconfig != "" {
+			s.UseExisting(x.Kubeconfig, x.Context, x.Mode, x.ReplaceCNI)
+		}
+		if s.Provider == scenario.ProviderExisting && s.Existing.Kubeconfig == "" {
+			return nil, &BadInputError{fmt.Errorf("%s: provider existing needs a kubeconfig: existing.kubeconfig in the scenario, or --kubeconfig FILE", p)}
 		}
 		ss = append(ss, s)
 	}

@@ -3,6 +3,7 @@ package scenario
 import (
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"strings"
 
 	"github.com/cnimatrix/cnimatrix/internal/catalog"
@@ -43,8 +44,13 @@ func (v *validator) provider(raw *rawScenario, s *Scenario) {
 	}
 	switch s.Provider {
 	case "auto", "kind", "qemu":
+		if raw.Existing != nil {
+			v.add(raw.Existing.Kubeconfig.Line, "existing: only with provider existing, not %q", s.Provider)
+		}
+	case ProviderExisting:
+		v.existing(raw, s)
 	default:
-		v.add(raw.Provider.Line, "unknown provider %q (known: auto, kind, qemu)", s.Provider)
+		v.add(raw.Provider.Line, "unknown provider %q (known: auto, kind, qemu, existing)", s.Provider)
 	}
 	if s.Provider == "kind" {
 		for _, a := range raw.Arch {
@@ -91,4 +97,76 @@ func (v *validator) subnet(f str, name, value string) netip.Prefix {
 		return netip.Prefix{}
 	}
 	return p
+}
+
+// ProviderExisting runs cells on a cluster cnimatrix did not create (the
+// scenario's existing block, or cnimatrix run --kubeconfig).
+const ProviderExisting = "existing"
+
+// Existing is the cluster of a provider-existing scenario.
+type Existing struct {
+	// Kubeconfig is the file to reach it with, Context the context in it
+	// ("" for its current context).
+	Kubeconfig, Context string
+	// Mode is ExistingInstalled (the CNI is already there: detect it and
+	// run the checks) or ExistingInstall (apply the version under test,
+	// check, and delete what was applied).
+	Mode string
+	// ReplaceCNI lets install mode start though another CNI is installed
+	// (cnimatrix run --replace-cni).
+	ReplaceCNI bool
+}
+
+// Modes of provider existing.
+const (
+	ExistingInstalled = "installed"
+	ExistingInstall   = "install"
+)
+
+// existing parses the existing block of a provider-existing scenario.
+func (v *validator) existing(raw *rawScenario, s *Scenario) {
+	s.Existing = &Existing{Mode: ExistingInstalled}
+	if raw.Existing == nil {
+		// cnimatrix run --kubeconfig gives it (UseExisting); without it
+		// the run refuses to start.
+		return
+	}
+	e := raw.Existing
+	s.Existing.Context = e.Context.V
+	if k := e.Kubeconfig.V; k != "" {
+		if !filepath.IsAbs(k) {
+			k = filepath.Join(filepath.Dir(v.path), k)
+		}
+		s.Existing.Kubeconfig = k
+	}
+	switch e.Mode.V {
+	case "", ExistingInstalled:
+	case ExistingInstall:
+		s.Existing.Mode = ExistingInstall
+	default:
+		v.add(e.Mode.Line, "existing.mode %q: want installed (check the CNI the cluster runs) or install (install the version under test, then remove it)", e.Mode.V)
+	}
+	if raw.ReuseClusters.V == "true" {
+		v.add(raw.ReuseClusters.Line, "reuseClusters: not with provider existing (the cluster is not cnimatrix's to reuse)")
+	}
+	if raw.Upgrade != nil && s.Existing.Mode == ExistingInstalled {
+		v.add(raw.Upgrade.To.Line, "upgrade: provider existing in installed mode upgrades nothing; use existing.mode: install")
+	}
+}
+
+// UseExisting makes every cell of the scenario run on the cluster of
+// kubeconfig (and context): cnimatrix run --kubeconfig.
+func (s *Scenario) UseExisting(kubeconfig, context, mode string, replaceCNI bool) {
+	if s.Existing == nil {
+		s.Existing = &Existing{Mode: ExistingInstalled}
+	}
+	s.Provider = ProviderExisting
+	s.Existing.Kubeconfig = kubeconfig
+	if context != "" {
+		s.Existing.Context = context
+	}
+	if mode != "" {
+		s.Existing.Mode = mode
+	}
+	s.Existing.ReplaceCNI = s.Existing.ReplaceCNI || replaceCNI
 }

@@ -30,13 +30,15 @@ type Scenario struct {
 	CNI         CNISpec
 	Kubernetes  []string
 	Arch        []string
-	Provider    string // kind | qemu | auto
-	Nodes       int
-	PodSubnet   string
-	ServiceSub  string
-	Timeouts    Timeouts
-	Checks      ChecksSpec
-	Variant     string
+	Provider    string // kind | qemu | auto | existing
+	// Existing is the cluster a provider-existing scenario runs on.
+	Existing   *Existing
+	Nodes      int
+	PodSubnet  string
+	ServiceSub string
+	Timeouts   Timeouts
+	Checks     ChecksSpec
+	Variant    string
 	// Expect is the outcome the scenario's cells should have (default pass);
 	// harness self-tests use it for cells built to fail. ExpectFor applies
 	// the per-cell rules of CellExpects over it.
@@ -168,12 +170,17 @@ type rawScenario struct {
 		// Calico: options of a calico.yaml install.
 		Calico *rawCalico `yaml:"calico"`
 	} `yaml:"cni"`
-	Kubernetes    strs `yaml:"kubernetes"`
-	Arch          strs `yaml:"arch"`
-	Provider      str  `yaml:"provider"`
-	Nodes         str  `yaml:"nodes"`
-	PodSubnet     str  `yaml:"podSubnet"`
-	ServiceSubnet str  `yaml:"serviceSubnet"`
+	Kubernetes strs `yaml:"kubernetes"`
+	Arch       strs `yaml:"arch"`
+	Provider   str  `yaml:"provider"`
+	Existing   *struct {
+		Kubeconfig str `yaml:"kubeconfig"`
+		Context    str `yaml:"context"`
+		Mode       str `yaml:"mode"`
+	} `yaml:"existing"`
+	Nodes         str `yaml:"nodes"`
+	PodSubnet     str `yaml:"podSubnet"`
+	ServiceSubnet str `yaml:"serviceSubnet"`
 	Timeouts      struct {
 		Cluster  str `yaml:"cluster"`
 		CNIReady str `yaml:"cniReady"`
