@@ -13,6 +13,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	authv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -26,7 +27,10 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/cnimatrix/cnimatrix/internal/catalog"
+	"github.com/cnimatrix/cnimatrix/internal/cluster"
+	"github.com/cnimatrix/cnimatrix/internal/cluster/existing"
 	"github.com/cnimatrix/cnimatrix/internal/install"
+	"github.com/cnimatrix/cnimatrix/internal/logx"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
 	"github.com/cnimatrix/cnimatrix/internal/repo"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
@@ -115,6 +119,25 @@ func existingSpec() {
 		Expect(r.Reason).To(And(ContainSubstring("forbidden"), ContainSubstring("pods/exec"), ContainSubstring("existing-cluster-rbac.yaml")))
 		Expect(diffSets(before, objectSet(ctx, cfg))).To(BeEmpty(), "objects left by the run that failed")
 
+		By("install mode beside the cluster's own CNI: refused, nothing applied")
+		s = loadExisting(root, admin, scenario.ExistingInstall)
+		r = eng.RunCell(ctx, s, onlyCell(s, "amd64"))
+		results["install-beside-flannel"] = r
+		Expect(r.Outcome).To(Equal(matrix.InfraError), r.Reason)
+		Expect(r.Reason).To(And(ContainSubstring("already runs flannel v0.28.10"), ContainSubstring("--replace-cni")))
+		Expect(diffSets(before, objectSet(ctx, cfg))).To(BeEmpty(), "objects left by the refused install")
+
+		By("gc --kubeconfig: what a killed run left goes, a live run's namespace stays")
+		for ns, owner := range map[string]string{"cnimatrix-gc-live": eng.RunID(), "cnimatrix-gc-killed": "00dead"} {
+			_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+				Labels: map[string]string{cluster.Label: "checks"}, Annotations: map[string]string{cluster.OwnerAnnotation: owner}}}, metav1.CreateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+		}
+		Expect(existing.GC(ctx, logx.New(GinkgoWriter, true), admin, "", false)).To(Succeed())
+		Eventually(ctx, func() []string { return checksNamespaces(ctx, client) }).WithTimeout(2 * time.Minute).Should(Equal([]string{"cnimatrix-gc-live"}))
+		Expect(existing.GC(ctx, logx.New(GinkgoWriter, true), admin, "", true)).To(Succeed())
+		Eventually(ctx, func() []string { return checksNamespaces(ctx, client) }).WithTimeout(2 * time.Minute).Should(BeEmpty())
+
 		By("install mode on the bare cluster: what it applied is gone after")
 		Expect(install.Delete(ctx, cfg, append(flannelObjs, rbacObjs...))).To(Succeed())
 		Expect(install.WaitDeleted(wctx, cfg, append(flannelObjs, rbacObjs...))).To(Succeed())
@@ -127,6 +150,18 @@ func existingSpec() {
 		Expect(phaseNames(r)).To(ContainElements("cni-install", "cni-ready", "uninstall"))
 		Expect(diffSets(bare, objectSet(ctx, cfg))).To(BeEmpty(), "objects added (+) or removed (-) by the install-mode run")
 	}, SpecTimeout(25*time.Minute))
+}
+
+// checksNamespaces are the namespaces labelled as the checks', those
+// still terminating too.
+func checksNamespaces(ctx context.Context, client kubernetes.Interface) []string {
+	l, err := client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: cluster.Label + "=checks"})
+	Expect(err).NotTo(HaveOccurred())
+	var out []string
+	for _, ns := range l.Items {
+		out = append(out, ns.Name)
+	}
+	return out
 }
 
 func loadExisting(root, kubeconfig, mode string) *scenario.Scenario {

@@ -42,7 +42,7 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 		keep, reuse       bool
 		dryRun            bool
 		filters           []string
-		parallel          int
+		parallel          string
 		preflight         string
 		soak, soakEvery   time.Duration
 		soakMin           float64
@@ -164,8 +164,9 @@ has the ClusterRole it needs.`,
 			if len(suite.Cells) == 0 {
 				return badInput("no cell of %s matches the filters %v", strings.Join(args, ", "), filters)
 			}
-			if parallel < 1 {
-				return badInput("--parallel must be at least 1")
+			par, err := runner.ParseParallel(parallel)
+			if err != nil {
+				return badInput("%v", err)
 			}
 			if soak < 0 || soakEvery < 0 || soakMin <= 0 || soakMin > 100 {
 				return badInput("--soak and --soak-interval must not be negative, --soak-min-availability must be a percentage above 0, at most 100")
@@ -219,7 +220,7 @@ has the ClusterRole it needs.`,
 				}
 			}()
 			m := suite.Matrix(engine.HostInfo(version))
-			suite.Run(ctx, eng, m, parallel, suite.Prepare(ctx, eng))
+			suite.Run(ctx, eng, m, par, suite.Prepare(ctx, eng))
 			files, err := report.WriteAll(out, m)
 			if err != nil {
 				return err
@@ -243,7 +244,7 @@ has the ClusterRole it needs.`,
 	cmd.Flags().StringVar(&existing.Context, "context", "", "with --kubeconfig: the context to use (default: its current context)")
 	cmd.Flags().StringVar(&existing.Mode, "mode", "", "with --kubeconfig: installed (default: check the CNI the cluster runs) or install (install the version under test, check, remove it)")
 	cmd.Flags().BoolVar(&existing.ReplaceCNI, "replace-cni", false, "with --kubeconfig --mode install: start though the cluster already runs a CNI")
-	cmd.Flags().IntVar(&parallel, "parallel", 1, "cells to run at once (each is a cluster: mind the cores)")
+	cmd.Flags().StringVar(&parallel, "parallel", "1", "cells to run at once (each is a cluster: mind the cores), or auto: as many as the host's cores allow by each cell's weight (a cell with QEMU VM nodes weighs 2, a kind cell 1)")
 	cmd.Flags().StringVar(&preflight, "preflight", string(engine.PreflightWarn), "audit each cell's images for its arch before creating its cluster: warn (record, run anyway), strict (fail the cell), off")
 	cmd.Flags().DurationVar(&soak, "soak", 0, "after a cell's checks pass, keep fetching nginx across nodes for this long (e.g. 10m, 10h) and record availability and latency")
 	cmd.Flags().DurationVar(&soakEvery, "soak-interval", time.Second, "how often the soak fetches nginx from every probe pod to every nginx pod on another node")

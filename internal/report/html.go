@@ -123,7 +123,7 @@ type htmlRow struct {
 type htmlCell struct {
 	matrix.Cell
 	ID, Anchor, Outcome, Fidelity, Images, ManifestPin, RootCause, Reason string
-	Duration, ClusterName, Artifacts                                      string
+	Duration, ClusterName, Installed, Artifacts                           string
 	ArtifactsURL                                                          template.URL
 	Phases                                                                []htmlPhase
 	Evidence                                                              []htmlEvidence
@@ -260,6 +260,7 @@ func newHTMLCell(r matrix.Result, pageDir string) *htmlCell {
 		ManifestPin: r.ManifestPin,
 		Reason:      r.Reason,
 		ClusterName: r.ClusterName,
+		Installed:   r.Installed,
 		Artifacts:   r.Artifacts,
 	}
 	if c.ID == "" {
@@ -550,6 +551,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 {{end}}{{if .RootCause}}<dt>Root cause</dt><dd><strong>{{.RootCause}}</strong></dd>
 {{end}}{{if .Duration}}<dt>Duration</dt><dd>{{.Duration}}</dd>
 {{end}}{{if .ClusterName}}<dt>Cluster</dt><dd><code>{{.ClusterName}}</code></dd>
+{{end}}{{if .Installed}}<dt>CNI found installed</dt><dd>{{.Installed}}</dd>
 {{end}}{{if .Artifacts}}<dt>Artifacts</dt><dd><a class="artifacts" href="{{.ArtifactsURL}}"><code>{{.Artifacts}}</code></a></dd>
 {{end}}</dl>
 {{if .Reason}}<div class="reason">{{.Reason}}</div>

@@ -58,6 +58,9 @@ func Markdown(w io.Writer, m *matrix.Matrix) error {
 				b.WriteString("\n")
 			}
 		}
+		if r.Installed != "" {
+			fmt.Fprintf(&b, "CNI found installed on the cluster: %s\n\n", mdEscape(r.Installed))
+		}
 		if r.ClusterName != "" || r.Artifacts != "" {
 			fmt.Fprintf(&b, "cluster `%s`", r.ClusterName)
 			if r.Artifacts != "" {

@@ -55,3 +55,24 @@ func TestMarkdownShowsEveryCellAndEvidence(t *testing.T) {
 		}
 	}
 }
+
+// A cell on an existing cluster says which CNI it found there.
+func TestReportsShowTheInstalledCNI(t *testing.T) {
+	m := &matrix.Matrix{Schema: matrix.SchemaVersion, Scenario: "s", Results: []matrix.Result{{
+		Cell: matrix.Cell{CNI: "flannel", CNIVersion: "v0.28.10", Kubernetes: "v1.37.2", Arch: "arm64", Provider: "existing"},
+		ID:   "flannel-v0.28.10_k8s-v1.37.2_arm64_existing", Outcome: matrix.Pass, Installed: "flannel v0.28.10", ClusterName: "prod@10.0.0.1:6443",
+	}}}
+	var md, html bytes.Buffer
+	if err := Markdown(&md, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := HTML(&html, m); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "CNI found installed on the cluster: flannel v0.28.10") {
+		t.Errorf("markdown lacks the installed CNI:\n%s", md.String())
+	}
+	if !strings.Contains(html.String(), "<dt>CNI found installed</dt><dd>flannel v0.28.10</dd>") {
+		t.Errorf("HTML lacks the installed CNI")
+	}
+}

@@ -182,10 +182,10 @@ func (s *Suite) Matrix(host matrix.Host) *matrix.Matrix {
 	return m
 }
 
-// Run runs every cell, parallel at a time, recording each result in m as
-// it ends. prepared is Prepare's error: when set, no cell runs and each is
-// recorded as PrepareFailed.
-func (s *Suite) Run(ctx context.Context, eng *engine.Engine, m *matrix.Matrix, parallel int, prepared error) {
+// Run runs every cell, as many at once as par admits, recording each
+// result in m as it ends. prepared is Prepare's error: when set, no cell
+// runs and each is recorded as PrepareFailed.
+func (s *Suite) Run(ctx context.Context, eng *engine.Engine, m *matrix.Matrix, par Parallelism, prepared error) {
 	var mu sync.Mutex
 	record := func(r matrix.Result) {
 		mu.Lock()
@@ -204,16 +204,7 @@ func (s *Suite) Run(ctx context.Context, eng *engine.Engine, m *matrix.Matrix, p
 		}
 		return
 	}
-	sem := make(chan struct{}, max(1, parallel))
-	var wg sync.WaitGroup
-	for _, c := range s.Cells {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			record(eng.RunCell(ctx, c.Scenario, c.Cell))
-		})
-	}
-	wg.Wait()
+	runAdmitted(ctx, s.Cells, par, func(c Cell) { record(eng.RunCell(ctx, c.Scenario, c.Cell)) })
 }
 
 // Unexpected compares every recorded result with its cell's expectation

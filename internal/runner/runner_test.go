@@ -61,7 +61,7 @@ func TestPrepareFailedIsInfraError(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := s.Matrix(matrix.Host{})
-	s.Run(context.Background(), nil, m, 2, errors.New("node image: build failed"))
+	s.Run(context.Background(), nil, m, Parallelism{N: 2}, errors.New("node image: build failed"))
 	r, ok := m.Get(s.Cells[0].ID())
 	if !ok || r.Outcome != matrix.InfraError || r.RootCause != "infrastructure" || len(r.Phases) != 1 || r.Phases[0].Name != "images" || !r.Phases[0].Infra {
 		t.Fatalf("result %+v", r)

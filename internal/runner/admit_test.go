@@ -1,0 +1,68 @@
+package runner
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cnimatrix/cnimatrix/internal/matrix"
+	"github.com/cnimatrix/cnimatrix/internal/scenario"
+)
+
+func TestParseParallel(t *testing.T) {
+	for v, want := range map[string]bool{"1": true, "4": true, "auto": true, "0": false, "-1": false, "two": false, "2x": false} {
+		_, err := ParseParallel(v)
+		if (err == nil) != want {
+			t.Errorf("ParseParallel(%q): %v", v, err)
+		}
+	}
+}
+
+// Auto on 2 cores: two kind cells at once, a VM cell alone, in order.
+func TestAutoAdmitsByWeight(t *testing.T) {
+	s := &scenario.Scenario{}
+	cell := func(id, prov string) Cell {
+		return Cell{Scenario: s, Cell: matrix.Cell{CNI: "flannel", CNIVersion: id, Kubernetes: "v1.37.2", Arch: "amd64", Provider: prov}}
+	}
+	cells := []Cell{cell("a", "kind"), cell("b", "kind"), cell("c", "qemu"), cell("d", "kind"), cell("e", "kind")}
+	par := Parallelism{Auto: true, Capacity: 2}
+	var mu sync.Mutex
+	load, peak := int64(0), int64(0)
+	var order []string
+	together := map[string][]string{} // cell -> cells running when it started
+	running := map[string]bool{}
+	runAdmitted(context.Background(), cells, par, func(c Cell) {
+		w := par.weight(c)
+		mu.Lock()
+		load += w
+		peak = max(peak, load)
+		order = append(order, c.CNIVersion)
+		for r := range running {
+			together[c.CNIVersion] = append(together[c.CNIVersion], r)
+		}
+		running[c.CNIVersion] = true
+		mu.Unlock()
+		time.Sleep(30 * time.Millisecond)
+		mu.Lock()
+		load -= w
+		delete(running, c.CNIVersion)
+		mu.Unlock()
+	})
+	if peak != 2 {
+		t.Errorf("peak weight %d, want 2 (two kind cells at once, never more)", peak)
+	}
+	if len(together["c"]) != 0 {
+		t.Errorf("the VM cell started beside %v, want alone", together["c"])
+	}
+	// Started together: the later of each pair found the other running.
+	if len(together["a"])+len(together["b"]) != 1 || len(together["d"])+len(together["e"]) != 1 {
+		t.Errorf("kind cells not paired: %v", together)
+	}
+	if len(order) != 5 || order[2] != "c" {
+		t.Errorf("start order %v, want the suite's (FIFO: the heavy cell is not overtaken)", order)
+	}
+	if w := (Parallelism{N: 3}).weight(cells[2]); w != 1 {
+		t.Errorf("--parallel N weighs every cell 1, got %d", w)
+	}
+}
