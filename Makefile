@@ -13,7 +13,7 @@ FILTER ?=
 # SHARD: K/N runs only the K-th of N cost-balanced parts of those cells (cnimatrix run --shard).
 SHARD ?=
 
-.PHONY: help setup build bench test test-unit test-e2e test-short e2e images matrix lint gc clean
+.PHONY: help setup build bench bench-parallel test test-unit test-e2e test-short e2e images matrix lint gc clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ lint: ## gofmt, go vet, staticcheck
 bench: setup build ## one mixed-arch cell (kind amd64 control plane + arm64 QEMU VM worker) by the harness and by hand; per-phase times and their ratio
 	$(GO) build -o bin/kind sigs.k8s.io/kind
 	bash hack/bench.sh
+
+bench-parallel: setup build ## four cells (2 kind, 2 with a QEMU VM) with --parallel 1, 2 and auto: wall time, memory, verdicts compared
+	bash hack/bench-parallel.sh
 
 gc: build ## delete clusters and networks that earlier runs left behind
 	bin/cnimatrix gc

@@ -1,9 +1,11 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 
 	"golang.org/x/sync/semaphore"
@@ -69,12 +71,18 @@ func (p Parallelism) weight(c Cell) int64 {
 	return min(w, p.capacity())
 }
 
-// runAdmitted runs each cell with run, in order, each once the cells
-// running leave room for its weight; it returns when all have ended. A
-// weighted semaphore admits in FIFO order, so a heavy cell is not starved
-// by light ones queued behind it. Every cell runs, also after ctx ended:
+// runAdmitted runs each cell with run, in order (with auto, the heaviest
+// first), each once the cells running leave room for its weight; it
+// returns when all have ended. A weighted semaphore admits in FIFO order,
+// so a heavy cell is not starved by light ones queued behind it. Every cell runs, also after ctx ended:
 // an interrupted cell is still recorded (unknown) by its own run.
 func runAdmitted(ctx context.Context, cells []Cell, par Parallelism, run func(Cell)) {
+	if par.Auto {
+		// Heaviest first (in their order otherwise): interleaved, a kind
+		// cell would wait behind each VM cell and never find its pair.
+		cells = slices.Clone(cells)
+		slices.SortStableFunc(cells, func(a, b Cell) int { return cmp.Compare(par.weight(b), par.weight(a)) })
+	}
 	sem := semaphore.NewWeighted(par.capacity())
 	var wg sync.WaitGroup
 	for _, c := range cells {
