@@ -29,7 +29,7 @@ for p in $MODES; do
 	kill "$sampler" 2>/dev/null || true
 	used_peak=$(sort -n "$dir.mem" | tail -1)
 	wall=$(echo "$end - $start" | bc -l)
-	jq -n --arg p "$p" --argjson wall "$wall" --argjson rss "$(cat "$dir.rss")" --argjson used "${used_peak:-0}" \
+	jq -n --arg p "$p" --argjson wall "$wall" --argjson rss "$(tail -1 "$dir.rss")" --argjson used "${used_peak:-0}" \
 		--slurpfile m "$dir/matrix.json" \
 		'{parallel: $p, wallSeconds: $wall, cnimatrixMaxRSSKB: $rss, machineMemUsedPeakMB: $used,
 		  cells: [$m[0].results[] | {id, outcome, rootCause, seconds: (.durationMs / 1000)}]}' > "$dir.json"

@@ -20,9 +20,21 @@ import (
 // native control plane: 7/30 ≈ 0.25.
 const cpuShare = 0.25
 
-// waitScale is the factor by which a cell's waits grow on nodes slowdown
-// times slower than the host's CPU; never below 1.
-func waitScale(slowdown float64) float64 { return max(1, slowdown*cpuShare) }
+// minEmulatedScale is the least an emulated node's waits grow. The
+// calibration is a poor predictor on a shared host: measured here it gave
+// 4.4x to 23.9x for the same VM, and the VM's cni-ready took 49 to 190 s
+// with no relation to it (4.4x came with 69 s, 17x with 49 s). A factor of
+// 1.1 from a low reading made a 60 s cni-ready wait 66 s, and a cell that
+// passes in 70-84 s failed as "timeout". The waits are deadlines, not
+// sleeps: a floor costs a passing cell nothing, and a container its node
+// refuses ends the wait at once (flaggedNotRun), so only a cell that
+// really hangs waits longer.
+const minEmulatedScale = 5
+
+// waitScale is the factor by which a cell's waits grow on emulated nodes
+// slowdown times slower than the host's CPU: the calibrated share, never
+// below minEmulatedScale.
+func waitScale(slowdown float64) float64 { return max(minEmulatedScale, slowdown*cpuShare) }
 
 // clusterEvidence records the provider's milestones, relative to the first
 // one, and the measured slowdown.
