@@ -244,7 +244,7 @@ has the ClusterRole it needs.`,
 	cmd.Flags().StringVar(&existing.Context, "context", "", "with --kubeconfig: the context to use (default: its current context)")
 	cmd.Flags().StringVar(&existing.Mode, "mode", "", "with --kubeconfig: installed (default: check the CNI the cluster runs) or install (install the version under test, check, remove it)")
 	cmd.Flags().BoolVar(&existing.ReplaceCNI, "replace-cni", false, "with --kubeconfig --mode install: start though the cluster already runs a CNI")
-	cmd.Flags().StringVar(&parallel, "parallel", "1", "cells to run at once (each is a cluster: mind the cores), or auto: as many as the host's cores allow by each cell's weight (a cell with QEMU VM nodes weighs 2, a kind cell 1)")
+	cmd.Flags().StringVar(&parallel, "parallel", "1", "cells to run at once (each is a cluster: mind the cores), or auto: as many as the host's cores allow, a kind cell counting 2 cores and a cell with a QEMU VM 4 (on 2 cores: one at a time, measured fastest)")
 	cmd.Flags().StringVar(&preflight, "preflight", string(engine.PreflightWarn), "audit each cell's images for its arch before creating its cluster: warn (record, run anyway), strict (fail the cell), off")
 	cmd.Flags().DurationVar(&soak, "soak", 0, "after a cell's checks pass, keep fetching nginx across nodes for this long (e.g. 10m, 10h) and record availability and latency")
 	cmd.Flags().DurationVar(&soakEvery, "soak-interval", time.Second, "how often the soak fetches nginx from every probe pod to every nginx pod on another node")

@@ -18,11 +18,15 @@ import (
 type Parallelism struct {
 	// N cells at once when Auto is false (at least 1).
 	N int
-	// Auto admits cells by weight (Weight) while their sum stays within
-	// Capacity (the host's cores): a cell with QEMU VM nodes, whose TCG
-	// threads keep a core busy beside its kind control plane, weighs
-	// two; a kind cell one; a skipped cell nothing. A cell heavier than
-	// the capacity runs alone.
+	// Auto admits cells by weight while their sum stays within Capacity
+	// (the host's cores), weights in cores a cell keeps busy: a 2-node
+	// kind cell 2 (apiserver, etcd and two kubelets), a cell with a QEMU
+	// VM 4 (the VM's two TCG vCPU threads beside its kind control plane),
+	// a skipped cell 0. A cell heavier than the capacity runs alone.
+	// Measured on 2 cores (make bench-parallel), two cells at once were
+	// slower than one: 524 s against 387 s for four cells, two kind cells
+	// together 105-108 s each against 57-61 s alone; so on such a host
+	// auto runs one cell at a time.
 	Auto     bool
 	Capacity int64
 }
@@ -59,12 +63,12 @@ func (p Parallelism) weight(c Cell) int64 {
 	if !p.Auto {
 		return 1
 	}
-	w := int64(1)
+	w := int64(2)
 	switch {
 	case c.Scenario.SkipFor(c.Cell) != nil:
 		return 0 // no cluster: nothing to wait for
 	case c.Provider == "qemu":
-		w = 2
+		w = 4
 	case c.Provider == scenario.ProviderExisting:
 		w = 1 // the cluster's load is elsewhere; one at a time per cluster is the user's to keep
 	}

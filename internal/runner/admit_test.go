@@ -19,15 +19,15 @@ func TestParseParallel(t *testing.T) {
 	}
 }
 
-// Auto on 2 cores: the VM cell first and alone, then the kind cells two at
-// a time.
+// Auto on 4 cores: the VM cell first and alone, then the kind cells two at
+// a time; on 2 cores one cell at a time.
 func TestAutoAdmitsByWeight(t *testing.T) {
 	s := &scenario.Scenario{}
 	cell := func(id, prov string) Cell {
 		return Cell{Scenario: s, Cell: matrix.Cell{CNI: "flannel", CNIVersion: id, Kubernetes: "v1.37.2", Arch: "amd64", Provider: prov}}
 	}
 	cells := []Cell{cell("a", "kind"), cell("b", "kind"), cell("c", "qemu"), cell("d", "kind"), cell("e", "kind")}
-	par := Parallelism{Auto: true, Capacity: 2}
+	par := Parallelism{Auto: true, Capacity: 4}
 	var mu sync.Mutex
 	load, peak := int64(0), int64(0)
 	var order []string
@@ -50,8 +50,8 @@ func TestAutoAdmitsByWeight(t *testing.T) {
 		delete(running, c.CNIVersion)
 		mu.Unlock()
 	})
-	if peak != 2 {
-		t.Errorf("peak weight %d, want 2 (two kind cells at once, never more)", peak)
+	if peak != 4 {
+		t.Errorf("peak weight %d, want 4 (two kind cells at once, never more)", peak)
 	}
 	if len(together["c"]) != 0 {
 		t.Errorf("the VM cell started beside %v, want alone", together["c"])
@@ -72,5 +72,9 @@ func TestAutoAdmitsByWeight(t *testing.T) {
 	}
 	if w := (Parallelism{N: 3}).weight(cells[2]); w != 1 {
 		t.Errorf("--parallel N weighs every cell 1, got %d", w)
+	}
+	two := Parallelism{Auto: true, Capacity: 2}
+	if two.weight(cells[0]) != 2 || two.weight(cells[2]) != 2 {
+		t.Errorf("on 2 cores every cell fills the host: kind %d, VM %d", two.weight(cells[0]), two.weight(cells[2]))
 	}
 }
