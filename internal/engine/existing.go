@@ -56,6 +56,16 @@ func existingChecks(list []checks.Check) []checks.Check {
 	return slices.DeleteFunc(slices.Clone(list), func(c checks.Check) bool { return c.Name() == checks.NameHostToNodePort })
 }
 
+// installedChecks leaves out of a cell on a CNI the cluster already runs
+// the checks of how the scenario configures the CNI: its pool (IPPool)
+// and tunnel device (TunnelDevice, which also needs the nodes) are the
+// cluster owner's choice, not the scenario's.
+func installedChecks(list []checks.Check) []checks.Check {
+	return slices.DeleteFunc(list, func(c checks.Check) bool {
+		return c.Name() == checks.NameIPPool || c.Name() == checks.NameTunnelDevice
+	})
+}
+
 // connectExisting is the cluster step of a provider-existing cell: connect,
 // then skip the cell when the cluster cannot answer its question.
 func (c *cellRun) connectExisting(ctx context.Context) StepResult {

@@ -2,12 +2,16 @@ package engine
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/cnimatrix/cnimatrix/internal/checks"
+	"github.com/cnimatrix/cnimatrix/internal/scenario"
 )
 
 func podSpec(image string, hostPaths ...string) corev1.PodSpec {
@@ -90,5 +94,34 @@ func TestSameKubernetes(t *testing.T) {
 		if got := sameKubernetes(c.server, c.cell); got != c.want {
 			t.Errorf("sameKubernetes(%q, %q) = %v", c.server, c.cell, got)
 		}
+	}
+}
+
+// Installed mode checks the cluster's own Calico without asserting the
+// scenario's pool or tunnel on it; install mode keeps them.
+func TestExistingChecksOfACalicoCell(t *testing.T) {
+	cni := &scenario.CNISpec{Name: "calico"}
+	names := func(list []checks.Check) string {
+		var out []string
+		for _, c := range list {
+			out = append(out, c.Name())
+		}
+		return strings.Join(out, " ")
+	}
+	all := cniChecks(cni, "10.244.0.0/16", "VXLAN")
+	installed := names(installedChecks(existingChecks(all)))
+	install := names(existingChecks(all))
+	for _, gone := range []string{"HostToNodePort", "IPPool", "TunnelDevice"} {
+		if strings.Contains(installed, gone) {
+			t.Errorf("installed mode runs %s: %s", gone, installed)
+		}
+	}
+	for _, kept := range []string{"CalicoNodeReady", "NetworkPolicy", "CNIWorkloadArch", "PodToServiceDNS"} {
+		if !strings.Contains(installed, kept) {
+			t.Errorf("installed mode lacks %s: %s", kept, installed)
+		}
+	}
+	if !strings.Contains(install, "IPPool") || strings.Contains(install, "HostToNodePort") {
+		t.Errorf("install mode: %s", install)
 	}
 }

@@ -121,7 +121,7 @@ func resolvePlan(s *scenario.Scenario, cell matrix.Cell, prov cluster.Provider, 
 		// The CNI is the cluster's own: nothing to apply, the checks only.
 		p.Manifest, p.Pin = "", ""
 		p.Encapsulation = encapsulation(&s.CNI, nil)
-		p.Checks = existingChecks(cniChecks(&s.CNI, s.PodSubnet, p.Encapsulation))
+		p.Checks = installedChecks(existingChecks(cniChecks(&s.CNI, s.PodSubnet, p.Encapsulation)))
 		p.CheckNames = checkNames(p.Checks)
 		return p
 	}
