@@ -87,6 +87,7 @@ func TestRunBadInputExitsTwoAndCreatesNothing(t *testing.T) {
 		{[]string{writeFile(t, "name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\nprovider: existing\n")}, "provider existing needs a kubeconfig"},
 		{[]string{writeFile(t, "name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\n"), "--context", "prod"}, "--context, --mode and --replace-cni go with --kubeconfig"},
 		{[]string{writeFile(t, "name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\n"), "--kubeconfig", "/k", "--mode", "upgrade"}, `--mode "upgrade": want installed or install`},
+		{[]string{"../../scenarios/offline-flannel-upgrade.yaml", "--kubeconfig", "/k"}, "an upgrade scenario changes the CNI; on an existing cluster use --mode install"},
 	} {
 		code, stderr := runBad(t, append([]string{"run"}, c.args...)...)
 		if code != exitBadInput || !strings.Contains(stderr, c.want) {

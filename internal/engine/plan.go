@@ -95,7 +95,7 @@ func (e *Engine) planCell(s *scenario.Scenario, cell matrix.Cell) *CellPlan {
 	prov, err := providerFor(s, cell, e.providers())
 	p := resolvePlan(s, cell, prov, err)
 	p.Soak = e.soakFor(s)
-	p.Reuse = e.reuses(s)
+	p.Reuse = e.reuses(s) && !p.onExisting() // --reuse-clusters: not a cluster cnimatrix made
 	return p
 }
 

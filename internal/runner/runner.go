@@ -76,6 +76,11 @@ func Load(paths []string, opts LoadOptions) (*Suite, error) {
 		if s.Provider == scenario.ProviderExisting && s.Existing.Kubeconfig == "" {
 			return nil, &BadInputError{fmt.Errorf("%s: provider existing needs a kubeconfig: existing.kubeconfig in the scenario, or --kubeconfig FILE", p)}
 		}
+		if s.Provider == scenario.ProviderExisting && s.Existing.Mode == scenario.ExistingInstalled && s.Upgrade != nil {
+			// An upgrade cell applies another version over the CNI: on a
+			// cluster's own CNI that is the user's upgrade, not a check.
+			return nil, &BadInputError{fmt.Errorf("%s: an upgrade scenario changes the CNI; on an existing cluster use --mode install (cnimatrix installs the version, upgrades it and removes it)", p)}
+		}
 		ss = append(ss, s)
 	}
 	return New(ss, opts.Filters)

@@ -161,6 +161,7 @@ func (s *Scenario) UseExisting(kubeconfig, context, mode string, replaceCNI bool
 		s.Existing = &Existing{Mode: ExistingInstalled}
 	}
 	s.Provider = ProviderExisting
+	s.ReuseClusters = false // the cluster is not cnimatrix's to reuse
 	s.Existing.Kubeconfig = kubeconfig
 	if context != "" {
 		s.Existing.Context = context
