@@ -232,7 +232,14 @@ func (p *Provider) Delete(ctx context.Context, name string) (err error) {
 	}
 	done := p.log.Phase("delete cluster " + name)
 	defer func() { done(err) }()
-	if _, err := docker(ctx, append([]string{"rm", "-f", "-v"}, names...)...); err != nil && !isNoSuchObject(err) {
+	_, err = docker(ctx, append([]string{"rm", "-f", "-v"}, names...)...)
+	if err != nil && strings.Contains(err.Error(), "did not receive an exit event") {
+		// A node whose processes cannot die: a cgroup left frozen (thaw.go).
+		n, terr := thawNodes(ctx, names)
+		p.log.Infof("delete cluster %s: a node did not die on kill; thawed %d frozen cgroup(s) (%v), trying again", name, n, terr)
+		_, err = docker(ctx, append([]string{"rm", "-f", "-v"}, names...)...)
+	}
+	if err != nil && !isNoSuchObject(err) {
 		return fmt.Errorf("delete cluster %s: %w", name, err)
 	}
 	return nil
