@@ -219,28 +219,14 @@ func withoutExec(objs []*unstructured.Unstructured) *rbacv1.Role {
 
 // managedBy names the objects a field manager wrote.
 func managedBy(ctx context.Context, cfg *rest.Config, manager string) []string {
-	dc := discovery.NewDiscoveryClientForConfigOrDie(cfg)
-	lists, err := dc.ServerPreferredResources()
-	Expect(err).NotTo(HaveOccurred())
-	dyn := dynamic.NewForConfigOrDie(cfg)
 	var out []string
-	for _, l := range lists {
-		gv, _ := schema.ParseGroupVersion(l.GroupVersion)
-		for _, res := range l.APIResources {
-			if !slices.Contains(res.Verbs, "list") || strings.Contains(res.Name, "/") || res.Kind == "Event" {
-				continue
-			}
-			items, err := dyn.Resource(gv.WithResource(res.Name)).List(ctx, metav1.ListOptions{})
-			Expect(err).NotTo(HaveOccurred())
-			for _, it := range items.Items {
-				for _, mf := range it.GetManagedFields() {
-					if mf.Manager == manager {
-						out = append(out, res.Kind+" "+it.GetNamespace()+"/"+it.GetName())
-					}
-				}
+	eachObject(ctx, cfg, func(group, kind string, it *unstructured.Unstructured) {
+		for _, mf := range it.GetManagedFields() {
+			if mf.Manager == manager {
+				out = append(out, kind+" "+it.GetNamespace()+"/"+it.GetName())
 			}
 		}
-	}
+	})
 	return out
 }
 
@@ -271,30 +257,36 @@ func writeJSON(path string, v any) {
 // objectSet is every object of the cluster as "group/Kind namespace/name",
 // except those that come and go on their own (events, leases).
 func objectSet(ctx context.Context, cfg *rest.Config) []string {
-	dc := discovery.NewDiscoveryClientForConfigOrDie(cfg)
-	lists, err := dc.ServerPreferredResources()
+	var out []string
+	eachObject(ctx, cfg, func(group, kind string, it *unstructured.Unstructured) {
+		if kind != "Lease" {
+			out = append(out, fmt.Sprintf("%s/%s %s/%s", group, kind, it.GetNamespace(), it.GetName()))
+		}
+	})
+	slices.Sort(out)
+	return out
+}
+
+// eachObject calls fn with every object of every kind the cluster serves
+// and can list, except Events.
+func eachObject(ctx context.Context, cfg *rest.Config, fn func(group, kind string, it *unstructured.Unstructured)) {
+	lists, err := discovery.NewDiscoveryClientForConfigOrDie(cfg).ServerPreferredResources()
 	Expect(err).NotTo(HaveOccurred())
 	dyn := dynamic.NewForConfigOrDie(cfg)
-	var out []string
 	for _, l := range lists {
 		gv, err := schema.ParseGroupVersion(l.GroupVersion)
 		Expect(err).NotTo(HaveOccurred())
 		for _, res := range l.APIResources {
-			if !slices.Contains(res.Verbs, "list") || strings.Contains(res.Name, "/") {
-				continue
-			}
-			if res.Kind == "Event" || res.Kind == "Lease" {
+			if !slices.Contains(res.Verbs, "list") || strings.Contains(res.Name, "/") || res.Kind == "Event" {
 				continue
 			}
 			items, err := dyn.Resource(gv.WithResource(res.Name)).List(ctx, metav1.ListOptions{})
 			Expect(err).NotTo(HaveOccurred(), "list %s", res.Name)
-			for _, it := range items.Items {
-				out = append(out, fmt.Sprintf("%s/%s %s/%s", gv.Group, res.Kind, it.GetNamespace(), it.GetName()))
+			for i := range items.Items {
+				fn(gv.Group, res.Kind, &items.Items[i])
 			}
 		}
 	}
-	slices.Sort(out)
-	return out
 }
 
 // diffSets is what after has that before has not (+) and the reverse (-).

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -81,7 +82,7 @@ func (c *cellRun) connectExisting(ctx context.Context) StepResult {
 	var ev []matrix.Evidence
 	var ofArch []string
 	for _, n := range cl.Nodes {
-		ev = append(ev, matrix.Evidence{Check: "cluster", Source: provName(c.prov), Target: n.Name, OK: true, Detail: fmt.Sprintf("%s node, arch %s, %s", n.Role, orDash(n.Arch), orDash(n.InternalIP))})
+		ev = append(ev, matrix.Evidence{Check: "cluster", Source: c.prov.Name(), Target: n.Name, OK: true, Detail: fmt.Sprintf("%s node, arch %s, %s", n.Role, cmp.Or(n.Arch, "-"), cmp.Or(n.InternalIP, "-"))})
 		if n.Arch == p.Cell.Arch {
 			ofArch = append(ofArch, n.Name)
 		}
@@ -101,7 +102,7 @@ func (c *cellRun) connectExisting(ctx context.Context) StepResult {
 	if err != nil {
 		return StepResult{Evidence: ev, Err: fmt.Errorf("%s: server version: %w", cl.Name, err)}
 	}
-	ev = append(ev, matrix.Evidence{Check: "cluster", Source: provName(c.prov), Target: cl.Name, OK: true, Detail: "Kubernetes " + v.GitVersion})
+	ev = append(ev, matrix.Evidence{Check: "cluster", Source: c.prov.Name(), Target: cl.Name, OK: true, Detail: "Kubernetes " + v.GitVersion})
 	if !sameKubernetes(v.GitVersion, p.Cell.Kubernetes) {
 		return StepResult{Evidence: ev, Skip: fmt.Sprintf("%s runs Kubernetes %s, the cell asks about %s", cl.Name, v.GitVersion, p.Cell.Kubernetes)}
 	}
@@ -115,21 +116,6 @@ func sameKubernetes(server, cell string) bool {
 		return true
 	}
 	return strings.HasPrefix(server, cell) && len(server) > len(cell) && strings.ContainsRune("-+", rune(server[len(cell)]))
-}
-
-// provName is a provider's name, "" for none.
-func provName(p cluster.Provider) string {
-	if p == nil {
-		return ""
-	}
-	return p.Name()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // stepDetect finds the CNI an existing cluster runs (installed mode): its
@@ -189,7 +175,7 @@ func (d DetectedCNI) String() string {
 	if d.Operator {
 		how = "operator"
 	}
-	return fmt.Sprintf("%s %s (%s install): %s", d.CNI, orDash(d.Version), how, strings.Join(d.Images, ", "))
+	return fmt.Sprintf("%s %s (%s install): %s", d.CNI, cmp.Or(d.Version, "-"), how, strings.Join(d.Images, ", "))
 }
 
 func describeDetected(ds []DetectedCNI) string {

@@ -95,16 +95,7 @@ func (p *Provider) load() ([]byte, string, error) {
 // internal address). It fails when the API server does not answer or the
 // kubeconfig may not list nodes.
 func (p *Provider) Create(ctx context.Context, spec cluster.Spec) (*cluster.Cluster, error) {
-	kc, ctxName, err := p.load()
-	if err != nil {
-		return nil, err
-	}
-	cl := &cluster.Cluster{Name: clusterName(kc, ctxName), Provider: Name, Kubeconfig: kc}
-	cfg, err := cl.RESTConfig()
-	if err != nil {
-		return nil, err
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	cl, cs, err := p.connect()
 	if err != nil {
 		return nil, err
 	}
@@ -119,6 +110,25 @@ func (p *Provider) Create(ctx context.Context, spec cluster.Spec) (*cluster.Clus
 		return nil, fmt.Errorf("%s has no nodes", p.Where())
 	}
 	return cl, nil
+}
+
+// connect loads the kubeconfig's context and makes a client for it; the
+// Cluster has no nodes yet.
+func (p *Provider) connect() (*cluster.Cluster, kubernetes.Interface, error) {
+	kc, ctxName, err := p.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	cl := &cluster.Cluster{Name: clusterName(kc, ctxName), Provider: Name, Kubeconfig: kc}
+	cfg, err := cl.RESTConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cl, cs, nil
 }
 
 // Delete deletes nothing: the cluster is not cnimatrix's. What a run put
@@ -165,15 +175,7 @@ func clusterName(kubeconfig []byte, ctxName string) string {
 // a run in progress on this host is left alone unless force.
 func GC(ctx context.Context, log *logx.Logger, kubeconfig, context string, force bool) error {
 	p := New(kubeconfig, context)
-	kc, _, err := p.load()
-	if err != nil {
-		return err
-	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(kc)
-	if err != nil {
-		return fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	_, cs, err := p.connect()
 	if err != nil {
 		return err
 	}
