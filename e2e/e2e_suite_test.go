@@ -235,6 +235,7 @@ var _ = Describe("cnimatrix", func() {
 	}
 	reuseSpec()
 	existingSpec()
+	imageSourcesSpec()
 })
 
 // cellSpec is one cell's spec: run it, attach its result to the report (the

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -108,7 +111,7 @@ Everything is cached by content; a second run with nothing changed takes seconds
 	build.Flags().StringSliceVar(&arches, "arch", []string{"amd64", "arm64"}, "architectures of the multi-arch images")
 	build.Flags().StringVar(&cni, "cni", "flannel", "offline CNI whose images to build (flannel, or none)")
 	build.Flags().BoolVar(&withQEMU, "qemu", false, "also build the arm64 QEMU node disk, and print NODE_IMAGE, QEMU_KERNEL, QEMU_INITRD, QEMU_DISK lines on stdout")
-	cmd.AddCommand(build, newImagesServeCmd(g))
+	cmd.AddCommand(build, newImagesServeCmd(g), newImagesImportCmd(g))
 	return cmd
 }
 
@@ -160,5 +163,76 @@ For clusters made by hand (hack/bench-by-hand.sh) and for debugging a kept clust
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "address to listen on (host:port; port 0 picks one)")
 	cmd.Flags().StringVar(&cni, "cni", "flannel", "offline CNI whose images to serve (flannel, or none)")
+	return cmd
+}
+
+func newImagesImportCmd(g *globalFlags) *cobra.Command {
+	var list bool
+	cmd := &cobra.Command{
+		Use:   "import FILE...",
+		Short: "Load images from docker save tarballs or OCI layouts for every run (air-gapped use)",
+		Long: `Import stores images in the cache (<cache>/imported); every later run pushes them
+into its registry under the names they carry, so the nodes pull them as if from
+docker.io, quay.io, registry.k8s.io or ghcr.io. For air-gapped users: export the
+released images where there is internet, carry the files over, import them.
+
+Each FILE is one of:
+  - an OCI image layout directory, or a tar / tar.gz of one (docker save of Docker
+    25+, skopeo copy ... oci-archive:FILE:NAME, crane pull --format=oci): multi-arch
+    indexes are kept whole and digests unchanged; each image needs its full name in
+    index.json (annotation io.containerd.image.name or org.opencontainers.image.ref.name)
+  - a docker save tarball of the older format (manifest.json): one single-arch image
+    per name in RepoTags; its layers are compressed on import, so its digest is new
+
+An image imported again under the same name replaces the earlier one. The arch
+audit (preflight, cnimatrix audit against a run's registry) reads the imported
+images themselves: index platforms and the ELF headers of every layer.
+An image the harness builds under the same name (cni.calico.images: source)
+replaces the imported one for that run. To forget every import, delete
+<cache>/imported.`,
+		Example: `  skopeo copy --all docker://quay.io/calico/node:v3.32.1 oci-archive:node.tar:quay.io/calico/node:v3.32.1
+  cnimatrix images import node.tar cni.tar kube-controllers.tar
+  cnimatrix images import --list`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if list != (len(args) == 0) {
+				return badInput("images import takes FILE arguments, or --list alone")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log := logx.Stderr(g.verbose)
+			cache, err := images.NewCache(cacheDir(g), log)
+			if err != nil {
+				return err
+			}
+			s, err := cache.ImportedStore()
+			if err != nil {
+				return err
+			}
+			var got []images.Imported
+			if list {
+				got, err = images.ListImported(s)
+			} else {
+				t0 := time.Now()
+				got, err = images.ImportFiles(cmd.Context(), s, args)
+				if err == nil {
+					log.Infof("imported %d images in %s", len(got), time.Since(t0).Truncate(time.Millisecond))
+				}
+			}
+			if err != nil {
+				if errors.Is(err, os.ErrNotExist) || !list {
+					return usageError{err}
+				}
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "IMAGE\tPLATFORMS\tDIGEST\tFROM")
+			for _, im := range got {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", im.Ref, strings.Join(im.Platforms, ","), im.Digest, im.From)
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&list, "list", false, "list the imported images instead")
 	return cmd
 }

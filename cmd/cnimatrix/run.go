@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/cnimatrix/cnimatrix/internal/artifacts"
 	"github.com/cnimatrix/cnimatrix/internal/engine"
+	"github.com/cnimatrix/cnimatrix/internal/images"
 	"github.com/cnimatrix/cnimatrix/internal/logx"
 	"github.com/cnimatrix/cnimatrix/internal/repo"
 	"github.com/cnimatrix/cnimatrix/internal/report"
@@ -48,6 +50,8 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 		soakMin           float64
 		shard             string
 		existing          scenario.Existing
+		pullThrough       bool
+		upstreams         []string
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO.yaml...",
@@ -109,7 +113,17 @@ it applied; it refuses to start beside another CNI unless --replace-cni.
 Everything cnimatrix adds lives in the namespace cnimatrix-checks, removed at
 the end (--keep leaves it; 'cnimatrix gc --kubeconfig FILE' removes it).
 Nothing it did not create is edited or deleted. docs/existing-cluster.md
-has the ClusterRole it needs.`,
+has the ClusterRole it needs.
+
+The nodes pull every image from the run's own registry, which holds what
+cnimatrix builds and what 'cnimatrix images import' loaded; anything else is
+not found, so a run works offline and says which image it lacked. With
+--pull-through the registry fetches such an image from its real registry
+(docker.io, quay.io, registry.k8s.io, ghcr.io) when that answers: released
+Calico images for a user online (cni.calico.images: upstream), audited by the
+preflight like any other. --upstream HOST=URL fetches HOST's images from URL
+instead (a company mirror) and implies --pull-through. Layers are kept in the
+cache (<cache>/pulled) for the next run; tags are resolved again every run.`,
 		Example: `  cnimatrix run scenarios/offline-flannel.yaml
   cnimatrix run scenarios/offline-flannel.yaml --filter k8s=v1.37.2 --keep -v
   cnimatrix run scenarios/offline-flannel-upgrade.yaml
@@ -180,6 +194,10 @@ has the ClusterRole it needs.`,
 			if fi, err := os.Stat(out); err == nil && !fi.IsDir() {
 				return badInput("--out %s is a file; it names the directory for the matrix files", out)
 			}
+			ups, err := pullThroughUpstreams(pullThrough, upstreams)
+			if err != nil {
+				return badInput("%v", err)
+			}
 			pf, err := engine.ParsePreflight(preflight)
 			if err != nil {
 				return badInput("--%v", err)
@@ -202,6 +220,7 @@ has the ClusterRole it needs.`,
 				Preflight:    pf,
 				Soak:         soak, SoakInterval: soakEvery, SoakMinAvailability: soakMin,
 				ReuseClusters: reuse,
+				PullThrough:   ups,
 			})
 			if err != nil {
 				var he *engine.HostError
@@ -245,6 +264,8 @@ has the ClusterRole it needs.`,
 	cmd.Flags().StringVar(&existing.Mode, "mode", "", "with --kubeconfig: installed (default: check the CNI the cluster runs) or install (install the version under test, check, remove it)")
 	cmd.Flags().BoolVar(&existing.ReplaceCNI, "replace-cni", false, "with --kubeconfig --mode install: start though the cluster already runs a CNI")
 	cmd.Flags().StringVar(&parallel, "parallel", "1", "cells to run at once (each is a cluster: mind the cores), or auto: as many as the host's cores allow, a kind cell counting 2 cores and a cell with a QEMU VM 4 (on 2 cores: one at a time, measured fastest)")
+	cmd.Flags().BoolVar(&pullThrough, "pull-through", false, "fetch images the run neither builds nor imported from their real registries when they answer (see above)")
+	cmd.Flags().StringArrayVar(&upstreams, "upstream", nil, "with pull-through, fetch registry HOST's images from URL: HOST=URL, e.g. docker.io=https://mirror.example.com (repeatable; implies --pull-through)")
 	cmd.Flags().StringVar(&preflight, "preflight", string(engine.PreflightWarn), "audit each cell's images for its arch before creating its cluster: warn (record, run anyway), strict (fail the cell), off")
 	cmd.Flags().DurationVar(&soak, "soak", 0, "after a cell's checks pass, keep fetching nginx across nodes for this long (e.g. 10m, 10h) and record availability and latency")
 	cmd.Flags().DurationVar(&soakEvery, "soak-interval", time.Second, "how often the soak fetches nginx from every probe pod to every nginx pod on another node")
@@ -273,4 +294,24 @@ func printPlans(w io.Writer, suite *runner.Suite) error {
 		return usageError{err}
 	}
 	return nil
+}
+
+// pullThroughUpstreams is the registry's pull-through configuration from
+// --pull-through and --upstream: nil when neither is given.
+func pullThroughUpstreams(on bool, flags []string) (images.Upstreams, error) {
+	if !on && len(flags) == 0 {
+		return nil, nil
+	}
+	ups := images.DefaultUpstreams()
+	for _, f := range flags {
+		host, base, err := images.ParseUpstream(f)
+		if err != nil {
+			return nil, fmt.Errorf("--upstream: %w", err)
+		}
+		if !slices.Contains(engine.Upstreams, host) {
+			return nil, fmt.Errorf("--upstream %s: the nodes pull only %s through the run's registry", f, strings.Join(engine.Upstreams, ", "))
+		}
+		ups[host] = base
+	}
+	return ups, nil
 }

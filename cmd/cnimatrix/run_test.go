@@ -69,6 +69,33 @@ func TestRunBadInputExitsTwoAndCreatesNothing(t *testing.T) {
 			t.Errorf("exit %d, stderr %q", code, stderr)
 		}
 	})
+	for flag, want := range map[string]string{
+		"docker.io":                "want HOST=URL",
+		"docker.io=localhost:5000": "not a registry base URL",
+		"gcr.io=https://gcr.io":    "the nodes pull only docker.io, quay.io, registry.k8s.io, ghcr.io",
+	} {
+		code, stderr := runBad(t, "run", writeFile(t, "name: x\ncni:\n  name: flannel\n  versions: [v0.28.10]\n"), "--upstream", flag)
+		if code != exitBadInput || !strings.Contains(stderr, want) {
+			t.Errorf("--upstream %s: exit %d, stderr %q, want %q", flag, code, stderr, want)
+		}
+	}
+	t.Run("images import", func(t *testing.T) {
+		notImage := writeFile(t, "hello")
+		for args, want := range map[string]string{
+			"":                       "FILE arguments, or --list alone",
+			notImage:                 "not a tarball of images",
+			"/nonexistent/image.tar": "no such file",
+		} {
+			argv := []string{"images", "import"}
+			if args != "" {
+				argv = append(argv, args)
+			}
+			code, stderr := runBad(t, argv...)
+			if code != exitBadInput || !strings.Contains(stderr, want) {
+				t.Errorf("images import %s: exit %d, stderr %q, want %q", args, code, stderr, want)
+			}
+		}
+	})
 	for _, flags := range [][]string{
 		{"--soak", "-1s"},
 		{"--soak", "10s", "--soak-interval", "10s"},

@@ -60,6 +60,15 @@ type Options struct {
 	// one after another, uninstalling the CNI in between; a cluster that
 	// does not come back to its baseline is deleted. Ignored with Keep.
 	ReuseClusters bool
+	// PullThrough, when not empty, makes the run's registry fetch an image
+	// it holds none of from the upstream of its host (images.Upstreams),
+	// instead of answering not-found: released images for a user online,
+	// or a company mirror. Layers are kept in <cache>/pulled.
+	PullThrough images.Upstreams
+	// ImportedDir is the store of imported images the run pushes into its
+	// registry (default <cache>/imported, where `cnimatrix images import`
+	// puts them).
+	ImportedDir string
 }
 
 // Engine is one run.
@@ -86,6 +95,7 @@ type Engine struct {
 	pushed     map[string]bool   // image refs in the registry
 	pool       map[string][]*pooled
 	remaining  map[string]int // pool key -> planned cells not started yet
+	imported   []string       // images import pushed into the registry
 }
 
 // Start checks the host, creates the run's network and starts the registry.
@@ -127,7 +137,23 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	// context (a Ginkgo BeforeSuite's ends when the node does): Close stops it.
 	regCtx, stopReg := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopRegistry = stopReg
-	reg, err := images.StartRegistry(regCtx, gw+":0", opts.Log, images.RegistryTempName(cluster.RegistryTempName(e.runID)))
+	var imported *images.Store
+	if opts.ImportedDir != "" {
+		imported, err = images.OpenStore(opts.ImportedDir)
+	} else {
+		imported, err = cache.ImportedStore()
+	}
+	if err != nil {
+		stopReg()
+		_ = kindprov.DeleteNetwork(context.WithoutCancel(ctx), e.network)
+		e.releaseRun()
+		return nil, &HostError{Err: err}
+	}
+	regOpts := []images.RegistryOption{images.RegistryTempName(cluster.RegistryTempName(e.runID)), images.RegistryLinkStore(imported)}
+	if len(opts.PullThrough) > 0 {
+		regOpts = append(regOpts, images.RegistryPullThrough(opts.PullThrough, filepath.Join(opts.CacheDir, "pulled")))
+	}
+	reg, err := images.StartRegistry(regCtx, gw+":0", opts.Log, regOpts...)
 	if err != nil {
 		stopReg()
 		_ = kindprov.DeleteNetwork(context.WithoutCancel(ctx), e.network)
@@ -136,6 +162,13 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	e.registry = reg
 	e.log.Infof("local registry at %s (mirror for %s)", reg.Addr(), strings.Join(Upstreams, ", "))
+	if len(opts.PullThrough) > 0 {
+		e.log.Infof("pull-through: images the run does not build or import are fetched from %s", describeUpstreams(opts.PullThrough))
+	}
+	if err := e.pushImported(ctx, imported); err != nil {
+		_ = e.Close(context.WithoutCancel(ctx))
+		return nil, &HostError{Err: err}
+	}
 	return e, nil
 }
 

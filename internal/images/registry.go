@@ -40,6 +40,7 @@ type Registry struct {
 	client   *http.Transport
 
 	tempName string
+	pull     *pullThrough
 
 	mu     sync.Mutex
 	misses []string
@@ -109,10 +110,20 @@ func StartRegistry(ctx context.Context, listenAddr string, lg *logx.Logger, opts
 		r.client = http.DefaultTransport.(*http.Transport).Clone()
 	}
 
-	h := registry.New(
-		registry.WithBlobHandler(&regDiskBlobs{dir: r.blobDir}),
+	blobs := &regDiskBlobs{dir: r.blobDir}
+	var h http.Handler = registry.New(
+		registry.WithBlobHandler(blobs),
 		registry.Logger(log.New(io.Discard, "", 0)),
 	)
+	if r.pull != nil {
+		if err := r.pull.init(lg, r.client); err != nil {
+			_ = ln.Close()
+			r.removeOwnDir()
+			return nil, fmt.Errorf("start registry: %w", err)
+		}
+		blobs.pull = r.pull
+		h = r.pull.wrap(h)
+	}
 	r.srv = &http.Server{Handler: r.observe(h), ReadHeaderTimeout: 30 * time.Second}
 	go func() {
 		if err := r.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -380,12 +391,19 @@ func (w *regStatusWriter) ReadFrom(src io.Reader) (int64, error) {
 // go-containerregistry it does not re-hash a blob on every HEAD and GET
 // (hundreds of megabytes per node pull): blobs are verified once, when
 // written.
-type regDiskBlobs struct{ dir string }
+// With pull-through, a blob it lacks is fetched first (pullThrough.fetchBlob).
+type regDiskBlobs struct {
+	dir  string
+	pull *pullThrough
+}
 
 func (b *regDiskBlobs) path(h v1.Hash) string { return filepath.Join(b.dir, h.Algorithm, h.Hex) }
 
-func (b *regDiskBlobs) Stat(_ context.Context, _ string, h v1.Hash) (int64, error) {
+func (b *regDiskBlobs) Stat(ctx context.Context, repo string, h v1.Hash) (int64, error) {
 	fi, err := os.Stat(b.path(h))
+	if errors.Is(err, os.ErrNotExist) && b.fetched(ctx, repo, h) {
+		fi, err = os.Stat(b.path(h))
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, registry.ErrNotFound
 	} else if err != nil {
@@ -394,12 +412,27 @@ func (b *regDiskBlobs) Stat(_ context.Context, _ string, h v1.Hash) (int64, erro
 	return fi.Size(), nil
 }
 
-func (b *regDiskBlobs) Get(_ context.Context, _ string, h v1.Hash) (io.ReadCloser, error) {
+func (b *regDiskBlobs) Get(ctx context.Context, repo string, h v1.Hash) (io.ReadCloser, error) {
 	f, err := os.Open(b.path(h))
+	if errors.Is(err, os.ErrNotExist) && b.fetched(ctx, repo, h) {
+		f, err = os.Open(b.path(h))
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, registry.ErrNotFound
 	}
 	return f, err
+}
+
+// fetched pulls a missing blob through from repo's upstream, if it has one.
+func (b *regDiskBlobs) fetched(ctx context.Context, repo string, h v1.Hash) bool {
+	if b.pull == nil || h.Algorithm != "sha256" {
+		return false
+	}
+	ok, err := b.pull.fetchBlob(ctx, filepath.Join(b.dir, h.Algorithm), repo, h)
+	if err != nil {
+		b.pull.log.Infof("registry: blob %s of %s: %v", h, repo, err)
+	}
+	return ok && err == nil
 }
 
 func (b *regDiskBlobs) Put(ctx context.Context, _ string, h v1.Hash, rc io.ReadCloser) error {

@@ -243,7 +243,11 @@ func TestContainerdPullsThroughHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := startTestRegistry(t, RegistryLinkStore(s))
+	// quay.io is pulled through from a fake upstream holding the probe
+	// image (as built here) under a name nothing pushes.
+	up := startFakeUpstream(t)
+	up.push(t, "cnimatrix/probe-upstream:1", imgs[ProbeImage])
+	r := startTestRegistry(t, RegistryLinkStore(s), RegistryPullThrough(Upstreams{"quay.io": up.srv.URL}, ""))
 	if err := r.Push(ctx, NginxImage, imgs[NginxImage]); err != nil {
 		t.Fatal(err)
 	}
@@ -318,6 +322,23 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime",
 	ld, _ := layers[0].Digest()
 	if !strings.Contains(content, ld.String()) {
 		t.Errorf("arm64 layer %s not fetched", ld)
+	}
+
+	t0 = time.Now()
+	out, err = ctr("images", "pull", "--hosts-dir", hosts, "--platform", "linux/arm64", "quay.io/cnimatrix/probe-upstream:1")
+	if err != nil {
+		t.Fatalf("pull through to the upstream: %v\n%s", err, out)
+	}
+	t.Logf("ctr pull quay.io/cnimatrix/probe-upstream:1 (linux/arm64) pulled through: %s", time.Since(t0).Truncate(time.Millisecond))
+	probeArm, _ := ImageForPlatform(imgs[ProbeImage], "arm64")
+	content, _ = ctr("content", "ls")
+	for _, b := range imageBlobs(t, probeArm) {
+		if !strings.Contains(content, b) {
+			t.Errorf("probe arm64 blob %s not in containerd after the pull", b)
+		}
+	}
+	if p := r.Pulled(); len(p) != 1 || !strings.HasPrefix(p[0], "quay.io/cnimatrix/probe-upstream:1 from ") {
+		t.Errorf("Pulled() = %v", p)
 	}
 
 	out, err = ctr("images", "pull", "--hosts-dir", hosts, "docker.io/library/busybox:1.36")
