@@ -117,6 +117,15 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	var imported *images.Store
+	if opts.ImportedDir != "" {
+		imported, err = images.OpenStore(opts.ImportedDir)
+	} else {
+		imported, err = cache.ImportedStore()
+	}
+	if err != nil {
+		return nil, &HostError{Err: err}
+	}
 	e := &Engine{opts: opts, log: opts.Log, cache: cache, runID: newRunID(), nodeImages: map[string]string{}, pushed: map[string]bool{}, pool: map[string][]*pooled{}, remaining: map[string]int{}}
 	// While the run lives, `cnimatrix gc` leaves what it makes alone.
 	if e.releaseRun, err = cluster.HoldRun(e.runID); err != nil {
@@ -137,18 +146,6 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	// context (a Ginkgo BeforeSuite's ends when the node does): Close stops it.
 	regCtx, stopReg := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopRegistry = stopReg
-	var imported *images.Store
-	if opts.ImportedDir != "" {
-		imported, err = images.OpenStore(opts.ImportedDir)
-	} else {
-		imported, err = cache.ImportedStore()
-	}
-	if err != nil {
-		stopReg()
-		_ = kindprov.DeleteNetwork(context.WithoutCancel(ctx), e.network)
-		e.releaseRun()
-		return nil, &HostError{Err: err}
-	}
 	regOpts := []images.RegistryOption{images.RegistryTempName(cluster.RegistryTempName(e.runID)), images.RegistryLinkStore(imported)}
 	if len(opts.PullThrough) > 0 {
 		regOpts = append(regOpts, images.RegistryPullThrough(opts.PullThrough, filepath.Join(opts.CacheDir, "pulled")))

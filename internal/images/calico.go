@@ -203,9 +203,18 @@ func calicoBuildEnv(arch, cc string, cgo bool) []string {
 // untarGz unpacks a .tar.gz into dir, dropping the first strip path
 // elements of every name, refusing names that leave dir.
 func untarGz(ctx context.Context, archive, dir string, strip int) error {
-	return walkTarGz(ctx, archive, func(h *tar.Header, r io.Reader) error {
+	return untar(ctx, walkTarGz, archive, dir, strip, true)
+}
+
+// untar unpacks the archive walk reads (walkTar, walkTarGz) into dir,
+// dropping the first strip path elements of every name and refusing names
+// that leave dir. Symbolic links are made only when links is set: an
+// archive a user hands in could point one outside dir and have a later
+// entry written through it.
+func untar(ctx context.Context, walk func(context.Context, string, func(*tar.Header, io.Reader) error) error, archive, dir string, strip int, links bool) error {
+	return walk(ctx, archive, func(h *tar.Header, r io.Reader) error {
 		parts := strings.Split(strings.Trim(path.Clean("/"+h.Name), "/"), "/")
-		if len(parts) <= strip {
+		if len(parts) <= strip || (len(parts) == 1 && parts[0] == "") {
 			return nil
 		}
 		rel := filepath.Join(parts[strip:]...)
@@ -219,6 +228,9 @@ func untarGz(ctx context.Context, archive, dir string, strip int) error {
 		case tar.TypeReg:
 			return writeFileFrom(dst, r, fs.FileMode(h.Mode).Perm())
 		case tar.TypeSymlink:
+			if !links {
+				return nil
+			}
 			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 				return err
 			}

@@ -95,7 +95,7 @@ func importPath(ctx context.Context, s *Store, path string) ([]Imported, error) 
 			return nil, err
 		}
 		defer os.RemoveAll(dir)
-		if err := extractTar(ctx, file, dir); err != nil {
+		if err := untar(ctx, walkTar, file, dir, 0, false); err != nil {
 			return nil, err
 		}
 		return importLayout(ctx, s, dir, path)
@@ -259,7 +259,7 @@ func describeImported(ref string, obj ImageOrIndex, from string) (Imported, erro
 		}
 		for _, d := range im.Manifests {
 			if d.Platform != nil && d.Platform.OS != "unknown" {
-				got.Platforms = append(got.Platforms, platformOf(d.Platform))
+				got.Platforms = append(got.Platforms, d.Platform.String())
 			}
 		}
 	case v1.Image:
@@ -267,17 +267,9 @@ func describeImported(ref string, obj ImageOrIndex, from string) (Imported, erro
 		if err != nil {
 			return Imported{}, err
 		}
-		got.Platforms = []string{platformOf(&v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant})}
+		got.Platforms = []string{cf.Platform().String()}
 	}
 	return got, nil
-}
-
-func platformOf(p *v1.Platform) string {
-	s := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		s += "/" + p.Variant
-	}
-	return s
 }
 
 func isGzip(path string) (bool, error) {
@@ -314,37 +306,4 @@ func gunzipToTemp(ctx context.Context, path string) (string, error) {
 		return "", fmt.Errorf("gunzip %s: %w", path, err)
 	}
 	return tmp.Name(), nil
-}
-
-// extractTar unpacks the regular files and directories of file into dir;
-// a member naming a place outside dir is refused.
-func extractTar(ctx context.Context, file, dir string) error {
-	return walkTar(ctx, file, func(h *tar.Header, r io.Reader) error {
-		rel := filepath.Clean(strings.TrimPrefix(h.Name, "/"))
-		if rel == "." {
-			return nil
-		}
-		if rel == ".." || strings.HasPrefix(rel, "../") {
-			return fmt.Errorf("member outside the archive")
-		}
-		target := filepath.Join(dir, rel)
-		switch h.Typeflag {
-		case tar.TypeDir:
-			return os.MkdirAll(target, 0o755)
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return err
-			}
-			f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(f, r)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			return err
-		}
-		return nil // links and devices have no place in an image layout
-	})
 }

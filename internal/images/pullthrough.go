@@ -277,37 +277,43 @@ func (p *pullThrough) fetchBlob(ctx context.Context, dir, repo string, h v1.Hash
 		if _, err := os.Stat(filepath.Join(dir, h.Hex)); err == nil {
 			return nil, nil // a concurrent fetch just finished
 		}
-		if p.blobCache != "" {
-			cached := filepath.Join(p.blobCache, "sha256", h.Hex)
-			if _, err := os.Stat(cached); err == nil {
-				return nil, storeBlobInto(ctx, dir, h, -1, func() (io.ReadCloser, error) { return os.Open(cached) }, cached)
-			}
-		}
-		if until, ok := p.isDown(up.host); ok {
-			return nil, fmt.Errorf("upstream %s does not answer (asked again at %s)", up.base, until.Format(time.TimeOnly))
-		}
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pullBlobTimeout)
-		defer cancel()
-		t0 := time.Now()
-		l, err := remote.Layer(urepo.Digest(h.String()), p.remoteOpts(ctx)...)
-		if err != nil {
-			return nil, err
-		}
+		// With a blob cache the layer is downloaded there once and linked
+		// into the run's blob directory; without one, straight into it.
 		into := dir
 		if p.blobCache != "" {
 			into = filepath.Join(p.blobCache, "sha256")
 		}
-		if err := storeBlobInto(ctx, into, h, -1, l.Compressed, ""); err != nil {
-			return nil, fmt.Errorf("blob %s from %s: %w", h, up.base, err)
+		cached := filepath.Join(into, h.Hex)
+		if _, err := os.Stat(cached); err != nil {
+			if err := p.downloadBlob(ctx, up, urepo, repo, h, into); err != nil {
+				return nil, err
+			}
 		}
-		p.log.Debugf("registry: blob %s of %s from %s (%s)", h, repo, up.base, time.Since(t0).Truncate(time.Millisecond))
-		if into != dir {
-			cached := filepath.Join(into, h.Hex)
-			return nil, storeBlobInto(ctx, dir, h, -1, func() (io.ReadCloser, error) { return os.Open(cached) }, cached)
+		if into == dir {
+			return nil, nil
 		}
-		return nil, nil
+		return nil, storeBlobInto(ctx, dir, h, -1, func() (io.ReadCloser, error) { return os.Open(cached) }, cached)
 	})
 	return true, err
+}
+
+// downloadBlob writes blob h of urepo from its upstream into dir.
+func (p *pullThrough) downloadBlob(ctx context.Context, up upstream, urepo name.Repository, repo string, h v1.Hash, dir string) error {
+	if until, ok := p.isDown(up.host); ok {
+		return fmt.Errorf("upstream %s does not answer (asked again at %s)", up.base, until.Format(time.TimeOnly))
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pullBlobTimeout)
+	defer cancel()
+	t0 := time.Now()
+	l, err := remote.Layer(urepo.Digest(h.String()), p.remoteOpts(ctx)...)
+	if err != nil {
+		return err
+	}
+	if err := storeBlobInto(ctx, dir, h, -1, l.Compressed, ""); err != nil {
+		return fmt.Errorf("blob %s from %s: %w", h, up.base, err)
+	}
+	p.log.Debugf("registry: blob %s of %s from %s (%s)", h, repo, up.base, time.Since(t0).Truncate(time.Millisecond))
+	return nil
 }
 
 // hasManifest asks next, in process, whether it holds repo:ref.

@@ -325,11 +325,7 @@ func (r *Registry) observe(next http.Handler) http.Handler {
 		if !ok {
 			return
 		}
-		sep := ":"
-		if strings.Contains(ref, ":") {
-			sep = "@"
-		}
-		miss := repo + sep + ref
+		miss := repo + refSep(ref) + ref
 		r.mu.Lock()
 		seen := slices.Contains(r.misses, miss)
 		if !seen {
