@@ -9,6 +9,7 @@ import (
 
 	"github.com/cnimatrix/cnimatrix/internal/calicodata"
 	"github.com/cnimatrix/cnimatrix/internal/catalog"
+	"github.com/cnimatrix/cnimatrix/internal/images"
 	"github.com/cnimatrix/cnimatrix/internal/manifestcache"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
@@ -60,6 +61,10 @@ func assertRealCalico(s *scenario.Scenario, res matrix.Result) {
 	}
 	Expect(res.Images).To(Equal(matrix.ImagesRebuiltFromSource), "the matrix must say the images were rebuilt")
 	Expect(res.ManifestPin).To(Equal(catalog.PinCatalog), "the upstream manifest is the catalog's pinned one")
+	for _, comp := range []string{"node", "cni", "kube-controllers"} {
+		Expect(res.ImageSources).To(ContainElement(matrix.ImageSource{Image: "quay.io/calico/" + comp + ":" + res.CNIVersion, Source: images.OriginRebuilt}),
+			"the matrix says calico/%s was rebuilt from source", comp)
+	}
 	if res.Outcome != matrix.Pass {
 		return
 	}

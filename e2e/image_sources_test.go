@@ -114,6 +114,11 @@ func imageSourcesSpec() {
 			Expect(r.Outcome).To(Equal(matrix.Pass), r.Reason)
 			ref := s.CNI.ImageOverrides[images.FlannelImageRef]
 			Expect(evidenceText(r)).To(ContainSubstring(ref), "the CNI's pods ran the %sed image", src)
+			want := matrix.ImageSource{Image: ref, Source: images.OriginImported, Detail: archive}
+			if src == "pull-through" {
+				want = matrix.ImageSource{Image: ref, Source: images.OriginPulledThrough, Detail: up.srv.URL}
+			}
+			Expect(r.ImageSources).To(ContainElement(want), "the matrix says where the cell's CNI image came from")
 		}
 
 		By("the pull-through fetched the index and, of the blobs the run lacked, only the amd64 image's, each once")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cnimatrix/cnimatrix/internal/images"
+	"github.com/cnimatrix/cnimatrix/internal/matrix"
 )
 
 // pushImported pushes every image `cnimatrix images import` stored into
@@ -28,7 +29,11 @@ func (e *Engine) pushImported(ctx context.Context, s *images.Store) error {
 		if err != nil {
 			return fmt.Errorf("imported image %s: %w", ref, err)
 		}
-		if err := e.registry.Push(ctx, ref, obj); err != nil {
+		var from string
+		if d, err := s.Descriptor(ref); err == nil {
+			from = d.Annotations[images.ImportedFromAnnotation]
+		}
+		if err := e.registry.PushAs(ctx, ref, obj, images.Origin{Source: images.OriginImported, Detail: from}); err != nil {
 			return fmt.Errorf("imported image %s: %w", ref, err)
 		}
 		e.mu.Lock()
@@ -57,4 +62,21 @@ func describeUpstreams(u images.Upstreams) string {
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, ", ")
+}
+
+// imageSources says where the run's registry got each image of the cell's
+// manifests. An image nothing pushed and no node asked for (the cell
+// stopped before its install) is left out; on an existing cluster the
+// nodes pull from their own registries, so nothing is said.
+func (e *Engine) imageSources(p *CellPlan) []matrix.ImageSource {
+	if e.registry == nil || p.onExisting() {
+		return nil
+	}
+	var out []matrix.ImageSource
+	for _, ref := range p.imageRefs {
+		if o := e.registry.OriginOf(ref); o.Source != "" {
+			out = append(out, matrix.ImageSource{Image: ref, Source: o.Source, Detail: o.Detail})
+		}
+	}
+	return out
 }

@@ -148,6 +148,7 @@ func (e *Engine) RunCell(ctx context.Context, s *scenario.Scenario, cell matrix.
 		}
 		c.finish(ctx)
 	}
+	c.result.ImageSources = e.imageSources(plan)
 	res := *c.result
 	res.DurationMS = since(t0)
 	res.Outcome, res.Reason = verdict(res, c.checksRan)

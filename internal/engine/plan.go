@@ -67,6 +67,9 @@ type CellPlan struct {
 
 	provider cluster.Provider
 	skip     *scenario.Skip
+	// imageRefs are the images of the configured manifests (the upgrade's
+	// too), as the nodes pull them.
+	imageRefs []string
 	// scenario is read only for what all its cells share (the images
 	// pushed once for every cell); a step that needs something of it for
 	// its own cell gets it resolved here.
@@ -146,7 +149,8 @@ func resolvePlan(s *scenario.Scenario, cell matrix.Cell, prov cluster.Provider, 
 		}
 	}
 	for _, im := range calico.Images(objs) {
-		from := "pulled through the run's registry (mirror of its upstream)"
+		p.imageRefs = append(p.imageRefs, im)
+		from := "from the run's registry: built here, imported (images import), or pulled through (--pull-through)"
 		if s.CNI.Images == matrix.ImagesRebuiltFromSource && calicoComponent(im, cell.CNIVersion) != "" {
 			from = "rebuilt from " + s.CNI.Sources[cell.CNIVersion].Archive
 		}
@@ -162,6 +166,11 @@ func resolvePlan(s *scenario.Scenario, cell matrix.Cell, prov cluster.Provider, 
 		up := &UpgradePlan{To: s.Upgrade.To, Manifest: s.Upgrade.Manifest, Upgrade: *s.Upgrade}
 		if objs, _, err := configuredManifest(up.Manifest, &s.CNI); err == nil {
 			up.Encapsulation = encapsulation(&s.CNI, objs)
+			for _, im := range calico.Images(objs) {
+				if !slices.Contains(p.imageRefs, im) {
+					p.imageRefs = append(p.imageRefs, im)
+				}
+			}
 		} else {
 			up.Encapsulation = encapsulation(&s.CNI, nil)
 		}

@@ -159,12 +159,24 @@ func HarnessImages(ctx context.Context, cache *images.Cache, cni string) (map[st
 }
 
 func (e *Engine) pushImages(ctx context.Context, s *scenario.Scenario) error {
-	want, err := e.cellImages(ctx, s)
+	want, err := HarnessImages(ctx, e.cache, s.CNI.Name)
+	if err != nil {
+		return err
+	}
+	rebuilt, err := sourceImages(ctx, e.cache, s)
 	if err != nil {
 		return err
 	}
 	for ref, idx := range want {
-		if err := e.pushOnce(ctx, ref, func() (v1.ImageIndex, error) { return idx, nil }); err != nil {
+		if _, ok := rebuilt[ref]; ok {
+			continue
+		}
+		if err := e.pushOnce(ctx, ref, images.OriginBuilt, func() (v1.ImageIndex, error) { return idx, nil }); err != nil {
+			return err
+		}
+	}
+	for ref, idx := range rebuilt {
+		if err := e.pushOnce(ctx, ref, images.OriginRebuilt, func() (v1.ImageIndex, error) { return idx, nil }); err != nil {
 			return err
 		}
 	}
@@ -203,7 +215,7 @@ func (e *Engine) pushFixtures(ctx context.Context, s *scenario.Scenario) error {
 		}
 	}
 	for ref, version := range builds {
-		if err := e.pushOnce(ctx, ref, func() (v1.ImageIndex, error) {
+		if err := e.pushOnce(ctx, ref, images.OriginBuilt, func() (v1.ImageIndex, error) {
 			return e.cache.FlannelBuildIndex(ctx, version, ImageArches)
 		}); err != nil {
 			return err
@@ -217,7 +229,7 @@ func (e *Engine) pushFixtures(ctx context.Context, s *scenario.Scenario) error {
 		return fmt.Errorf("seed fixtures: %w", err)
 	}
 	for ref, fx := range want {
-		if err := e.pushOnce(ctx, ref, func() (v1.ImageIndex, error) { return fixtures[fx], nil }); err != nil {
+		if err := e.pushOnce(ctx, ref, images.OriginBuilt, func() (v1.ImageIndex, error) { return fixtures[fx], nil }); err != nil {
 			return err
 		}
 	}
@@ -227,7 +239,7 @@ func (e *Engine) pushFixtures(ctx context.Context, s *scenario.Scenario) error {
 // pushOnce pushes the image build makes under ref, unless this run pushed
 // ref already. Cells pushing the same ref at once share one push; other
 // refs are pushed beside it.
-func (e *Engine) pushOnce(ctx context.Context, ref string, build func() (v1.ImageIndex, error)) error {
+func (e *Engine) pushOnce(ctx context.Context, ref, origin string, build func() (v1.ImageIndex, error)) error {
 	e.mu.Lock()
 	done := e.pushed[ref]
 	e.mu.Unlock()
@@ -239,7 +251,7 @@ func (e *Engine) pushOnce(ctx context.Context, ref string, build func() (v1.Imag
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", ref, err)
 		}
-		if err := e.registry.Push(ctx, ref, idx); err != nil {
+		if err := e.registry.PushAs(ctx, ref, idx, images.Origin{Source: origin}); err != nil {
 			return nil, fmt.Errorf("push %s: %w", ref, err)
 		}
 		e.mu.Lock()

@@ -95,6 +95,7 @@ type pullThrough struct {
 	mu     sync.Mutex
 	down   map[string]time.Time // upstream host -> not asked again before
 	pulled []string
+	from   map[string]string // canonical ref pulled -> its upstream's base
 }
 
 type upstream struct {
@@ -116,6 +117,7 @@ func (p *pullThrough) init(lg *logx.Logger, rt http.RoundTripper) error {
 	p.log, p.transport = lg, rt
 	p.byDir = map[string]upstream{}
 	p.down = map[string]time.Time{}
+	p.from = map[string]string{}
 	for host, base := range p.ups {
 		reg, err := upstreamRegistry(base)
 		if err != nil {
@@ -197,9 +199,11 @@ func (p *pullThrough) pullManifest(ctx context.Context, next http.Handler, up up
 		p.log.Infof("registry: %s from %s: %v", uref, up.base, err)
 		return err
 	}
-	what := fmt.Sprintf("%s/%s%s%s from %s", up.host, urepo.RepositoryStr(), refSep(ref), ref, up.base)
+	cref := up.host + "/" + urepo.RepositoryStr() + refSep(ref) + ref
+	what := cref + " from " + up.base
 	p.mu.Lock()
 	p.pulled = append(p.pulled, what)
+	p.from[cref] = up.base
 	p.mu.Unlock()
 	p.log.Infof("registry: pulled %s (%s, %s)", what, desc.Digest, time.Since(t0).Truncate(time.Millisecond))
 	return nil

@@ -168,6 +168,9 @@ func TestRegistryPullsThrough(t *testing.T) {
 	if p := r.Pulled(); len(p) != 1 || !strings.HasPrefix(p[0], "docker.io/calico/node:v9.9.9 from http://") {
 		t.Errorf("Pulled() = %v", p)
 	}
+	if o := r.OriginOf("calico/node:v9.9.9"); o != (Origin{Source: OriginPulledThrough, Detail: up.srv.URL}) {
+		t.Errorf("OriginOf(calico/node:v9.9.9) = %+v, want pulled-through from %s", o, up.srv.URL)
+	}
 
 	// A second run: a new registry, the same blob cache.
 	up.reset()
@@ -194,6 +197,9 @@ func TestRegistryPullsThrough(t *testing.T) {
 	}
 	if m := r.Misses(); !slices.Contains(m, "docker.io/calico/node:v0.0.1") {
 		t.Errorf("misses %v", m)
+	}
+	if o := r.OriginOf("docker.io/calico/node:v0.0.1"); o.Source != OriginMissing {
+		t.Errorf("OriginOf(an image no one had) = %+v, want missing", o)
 	}
 	// Hosts without an upstream are not pulled through.
 	if _, err := remote.Index(local("quay.io/calico/node:v9.9.9")); err == nil {

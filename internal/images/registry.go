@@ -42,9 +42,10 @@ type Registry struct {
 	tempName string
 	pull     *pullThrough
 
-	mu     sync.Mutex
-	misses []string
-	closed bool
+	mu      sync.Mutex
+	misses  []string
+	origins map[string]Origin // canonical ref -> where its pushed content came from
+	closed  bool
 }
 
 // RegistryOption configures StartRegistry.
@@ -76,7 +77,7 @@ func StartRegistry(ctx context.Context, listenAddr string, lg *logx.Logger, opts
 	if lg == nil {
 		lg = logx.Discard()
 	}
-	r := &Registry{log: lg, stop: make(chan struct{})}
+	r := &Registry{log: lg, stop: make(chan struct{}), origins: map[string]Origin{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -199,7 +200,12 @@ func MirrorPath(upstream string) string {
 // as <addr>/docker.io/cnimatrix/nginx:1.22. Layers and configs go straight
 // into the blob directory (hard-linked when possible), so only manifests
 // travel over HTTP; pushing what is already there costs a few requests.
+// OriginOf then says the image was built here (PushAs says otherwise).
 func (r *Registry) Push(ctx context.Context, upstreamRef string, obj ImageOrIndex) error {
+	return r.PushAs(ctx, upstreamRef, obj, Origin{Source: OriginBuilt})
+}
+
+func (r *Registry) push(ctx context.Context, upstreamRef string, obj ImageOrIndex) error {
 	cref, err := CanonicalRef(upstreamRef)
 	if err != nil {
 		return fmt.Errorf("registry push: %w", err)

@@ -68,8 +68,17 @@ func TestRegistryPushPull(t *testing.T) {
 	}
 	t.Logf("second push: %s", time.Since(t0))
 	amd, _ := ImageForPlatform(stored, "amd64")
-	if err := r.Push(ctx, "quay.io/cnimatrix/test:1", amd); err != nil {
+	imported := Origin{Source: OriginImported, Detail: "/tmp/test.tar"}
+	if err := r.PushAs(ctx, "quay.io/cnimatrix/test:1", amd, imported); err != nil {
 		t.Fatal(err)
+	}
+	for ref, want := range map[string]Origin{
+		"cnimatrix/test:1": {Source: OriginBuilt}, "docker.io/cnimatrix/test:1": {Source: OriginBuilt},
+		"quay.io/cnimatrix/test:1": imported, "quay.io/cnimatrix/test:2": {},
+	} {
+		if got := r.OriginOf(ref); got != want {
+			t.Errorf("OriginOf(%s) = %+v, want %+v", ref, got, want)
+		}
 	}
 
 	// Blobs from the store were linked, not copied.

@@ -45,6 +45,15 @@ const (
 	ImagesRebuiltFromSource = "rebuilt-from-source"
 )
 
+// ImageSource is where the run's registry got one image a cell's manifest
+// names: built (by cnimatrix), rebuilt-from-source, imported (`cnimatrix
+// images import`), pulled-through (from its upstream, Detail) or missing.
+type ImageSource struct {
+	Image  string `json:"image"`
+	Source string `json:"source"`
+	Detail string `json:"detail,omitempty"`
+}
+
 // Fidelity of a cell's nodes.
 const (
 	FidelityNative     = "native"
@@ -135,6 +144,9 @@ type Result struct {
 	// Images says where the CNI's images came from (ImagesUpstream,
 	// ImagesRebuiltFromSource); empty for the harness's own CNI fixtures.
 	Images string `json:"images,omitempty"`
+	// ImageSources say, per image of the CNI's manifest, where the run's
+	// registry got what the nodes ran under that name.
+	ImageSources []ImageSource `json:"imageSources,omitempty"`
 	// ManifestPin says how a downloaded manifest was pinned: "pinned" (the
 	// catalog) or "trusted-on-first-use" (the user's lock); empty for
 	// local files.

@@ -123,12 +123,14 @@ type htmlRow struct {
 type htmlCell struct {
 	matrix.Cell
 	ID, Anchor, Outcome, Fidelity, Images, ManifestPin, RootCause, Reason string
-	Duration, ClusterName, Installed, Artifacts                           string
-	ArtifactsURL                                                          template.URL
-	Phases                                                                []htmlPhase
-	Evidence                                                              []htmlEvidence
-	EvidenceOK                                                            int
-	Span                                                                  string
+	// ImageSources: "quay.io/calico/node:v3.32.1: pulled-through from https://quay.io".
+	ImageSources                                []string
+	Duration, ClusterName, Installed, Artifacts string
+	ArtifactsURL                                template.URL
+	Phases                                      []htmlPhase
+	Evidence                                    []htmlEvidence
+	EvidenceOK                                  int
+	Span                                        string
 	// Tested is the Kubernetes range the release was tested on upstream,
 	// Range whether this cell is inside it; Arm64Notes are the catalog's.
 	Tested, Range string
@@ -249,19 +251,28 @@ func buildBlock(arch string, results []matrix.Result, pageDir string) (htmlBlock
 	return b, nil
 }
 
+func imageSourceLines(srcs []matrix.ImageSource) []string {
+	var out []string
+	for _, src := range srcs {
+		out = append(out, src.Image+": "+imageSourceText(src))
+	}
+	return out
+}
+
 func newHTMLCell(r matrix.Result, pageDir string) *htmlCell {
 	c := &htmlCell{
-		Cell:        r.Cell,
-		ID:          r.ID,
-		Anchor:      "cell-" + anchorSafe(r.ID),
-		Outcome:     string(r.Outcome),
-		Fidelity:    r.Fidelity,
-		Images:      r.Images,
-		ManifestPin: r.ManifestPin,
-		Reason:      r.Reason,
-		ClusterName: r.ClusterName,
-		Installed:   r.Installed,
-		Artifacts:   r.Artifacts,
+		Cell:         r.Cell,
+		ID:           r.ID,
+		Anchor:       "cell-" + anchorSafe(r.ID),
+		Outcome:      string(r.Outcome),
+		Fidelity:     r.Fidelity,
+		Images:       r.Images,
+		ManifestPin:  r.ManifestPin,
+		ImageSources: imageSourceLines(r.ImageSources),
+		Reason:       r.Reason,
+		ClusterName:  r.ClusterName,
+		Installed:    r.Installed,
+		Artifacts:    r.Artifacts,
 	}
 	if c.ID == "" {
 		c.ID = r.Cell.ID()
@@ -544,6 +555,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <dt>Kubernetes</dt><dd>{{.Kubernetes}} · {{.Arch}} · {{.Provider}}</dd>
 {{if .Fidelity}}<dt>Fidelity</dt><dd>{{.Fidelity}}</dd>
 {{end}}{{if .Images}}<dt>CNI images</dt><dd class="images">{{.Images}}</dd>
+{{end}}{{if .ImageSources}}<dt>Image sources</dt><dd class="image-sources"><ul>{{range .ImageSources}}<li><code>{{.}}</code></li>{{end}}</ul></dd>
 {{end}}{{if .ManifestPin}}<dt>Manifest</dt><dd class="manifest-pin">{{.ManifestPin}}</dd>
 {{end}}{{if .Tested}}<dt>Upstream tested</dt><dd class="tested" data-range="{{.Range}}">Kubernetes {{.Tested}}{{if eq .Range "outside"}} (this cell is outside it){{else}} (this cell is inside it){{end}}</dd>
 {{end}}{{if .Change}}<dt>Against baseline</dt><dd class="change">{{.Change}}: was {{.Was}}</dd>

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cnimatrix/cnimatrix/internal/catalog"
+	"github.com/cnimatrix/cnimatrix/internal/images"
 	"github.com/cnimatrix/cnimatrix/internal/matrix"
 )
 
@@ -60,6 +61,12 @@ func Markdown(w io.Writer, m *matrix.Matrix) error {
 		}
 		if r.Installed != "" {
 			fmt.Fprintf(&b, "CNI found installed on the cluster: %s\n\n", mdEscape(r.Installed))
+		}
+		for _, src := range r.ImageSources {
+			fmt.Fprintf(&b, "- image `%s`: %s\n", src.Image, imageSourceText(src))
+		}
+		if len(r.ImageSources) > 0 {
+			b.WriteString("\n")
 		}
 		if r.ClusterName != "" || r.Artifacts != "" {
 			fmt.Fprintf(&b, "cluster `%s`", r.ClusterName)
@@ -189,6 +196,18 @@ func markdownCell(r matrix.Result) string {
 		s += " · untested k8s (upstream " + up.Tested + ")"
 	}
 	return s
+}
+
+// imageSourceText says where an image came from in words: "pulled
+// through from https://quay.io".
+func imageSourceText(src matrix.ImageSource) string {
+	switch {
+	case src.Detail == "":
+		return src.Source
+	case src.Source == images.OriginPulledThrough:
+		return src.Source + " from " + src.Detail
+	}
+	return src.Source + " (" + src.Detail + ")"
 }
 
 func hostLine(h matrix.Host) string {

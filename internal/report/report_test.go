@@ -76,3 +76,35 @@ func TestReportsShowTheInstalledCNI(t *testing.T) {
 		t.Errorf("HTML lacks the installed CNI")
 	}
 }
+
+// A cell says where each of its CNI images came from.
+func TestReportsShowImageSources(t *testing.T) {
+	m := &matrix.Matrix{Schema: matrix.SchemaVersion, Scenario: "s", Results: []matrix.Result{{
+		Cell: matrix.Cell{CNI: "calico", CNIVersion: "v3.32.1", Kubernetes: "v1.37.2", Arch: "amd64", Provider: "kind"},
+		ID:   "calico-v3.32.1_k8s-v1.37.2_amd64_kind", Outcome: matrix.Pass, Images: matrix.ImagesUpstream,
+		ImageSources: []matrix.ImageSource{
+			{Image: "quay.io/calico/node:v3.32.1", Source: "pulled-through", Detail: "https://quay.io"},
+			{Image: "quay.io/calico/cni:v3.32.1", Source: "imported", Detail: "/data/calico-cni.tar"},
+			{Image: "quay.io/calico/kube-controllers:v3.32.1", Source: "missing"},
+		},
+	}}}
+	var md, html bytes.Buffer
+	if err := Markdown(&md, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := HTML(&html, m); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"quay.io/calico/node:v3.32.1`: pulled-through from https://quay.io",
+		"quay.io/calico/cni:v3.32.1`: imported (/data/calico-cni.tar)",
+		"quay.io/calico/kube-controllers:v3.32.1`: missing",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md.String())
+		}
+	}
+	if !strings.Contains(html.String(), "<li><code>quay.io/calico/node:v3.32.1: pulled-through from https://quay.io</code></li>") {
+		t.Errorf("HTML lacks the image sources")
+	}
+}
