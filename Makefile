@@ -13,7 +13,7 @@ FILTER ?=
 # SHARD: K/N runs only the K-th of N cost-balanced parts of those cells (cnimatrix run --shard).
 SHARD ?=
 
-.PHONY: help setup build bench bench-parallel test test-unit test-e2e test-short e2e images matrix lint gc clean
+.PHONY: help setup build bench bench-parallel bench-matrix test test-unit test-e2e test-short e2e images matrix lint gc clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ bench: setup build ## one mixed-arch cell (kind amd64 control plane + arm64 QEMU
 
 bench-parallel: setup build ## four cells (2 kind, 2 with a QEMU VM) with --parallel 1, 2 and auto: wall time, memory, verdicts compared
 	bash hack/bench-parallel.sh
+
+bench-matrix: setup build ## six real Calico v3.32.1 cells (3 on a reused amd64 kind cluster, 3 on a reused mixed arm64 cluster): per-cell costs and the 54-cell matrix projected on one machine and on 8 shards
+	bash hack/bench-matrix.sh
 
 gc: build ## delete clusters and networks that earlier runs left behind
 	bin/cnimatrix gc

@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -82,17 +84,42 @@ func imageSourcesSpec() {
 		// cached by an earlier run is not fetched again.
 		upstreamIdx, extra := withRunLayer(flannel)
 		up := &countingRegistry{}
-		up.srv = httptest.NewServer(up.handler())
+		up.srv = httptest.NewServer(up.handler(filepath.Join(dir, "upstream-blobs")))
 		DeferCleanup(up.srv.Close)
-		upRef, err := name.ParseReference(strings.TrimPrefix(up.srv.URL, "http://")+"/cnimatrix-upstream/flannel:v0.28.10", name.Insecure)
+		upHost := strings.TrimPrefix(up.srv.URL, "http://")
+		upRef, err := name.ParseReference(upHost+"/cnimatrix-upstream/flannel:v0.28.10", name.Insecure)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(remote.WriteIndex(upRef, upstreamIdx)).To(Succeed())
+
+		By("the node image built here, held by the same registry as docker.io's kindest/node, for --upstream-node-images")
+		// kind publishes no image of a Kubernetes built here, and nothing
+		// here reaches docker.io: the path (pull through, docker load, kind
+		// booting an image not built by cnimatrix, with the registry
+		// config patch) is what is tested, not kind's own image.
+		cat, err := catalog.Load()
+		Expect(err).NotTo(HaveOccurred())
+		k8s := cat.DefaultKubernetes() // the two scenarios' version
+		nodeImg, err := cache.NodeImageContent(ctx, k8s, runtime.GOARCH)
+		Expect(err).NotTo(HaveOccurred())
+		nodeRef, err := name.ParseReference(upHost+"/kindest/node:"+k8s, name.Insecure)
+		Expect(err).NotTo(HaveOccurred())
+		t0 = time.Now()
+		Expect(remote.Write(nodeRef, nodeImg)).To(Succeed())
+		GinkgoWriter.Printf("node image pushed to the fake upstream in %s\n", time.Since(t0).Truncate(time.Millisecond))
+		upstreamNode := images.UpstreamNodeImage(k8s)
+		DeferCleanup(func(ctx SpecContext) {
+			// Untag only (the image stays as cnimatrix/kind-node): no
+			// kindest/node tag of ours is left in the host's Docker.
+			_ = exec.CommandContext(ctx, "docker", "image", "rm", upstreamNode).Run()
+		})
+		_ = exec.CommandContext(ctx, "docker", "image", "rm", upstreamNode).Run() // a run interrupted before its cleanup
 		up.reset()
 
 		e2, err := engine.Start(ctx, engine.Options{
 			Log: lg, WorkDir: filepath.Join(outDir, "clusters"), ArtifactsDir: artifactsDir(), Preflight: preflight,
-			ImportedDir: filepath.Join(dir, "imported"),
-			PullThrough: images.Upstreams{"ghcr.io": up.srv.URL},
+			ImportedDir:        filepath.Join(dir, "imported"),
+			PullThrough:        images.Upstreams{"ghcr.io": up.srv.URL, "docker.io": up.srv.URL},
+			UpstreamNodeImages: true,
 		})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(os.WriteFile(filepath.Join(outDir, "run-ids", fmt.Sprintf("%d-images", GinkgoParallelProcess())), []byte(e2.RunID()), 0o644)).To(Succeed())
@@ -101,13 +128,13 @@ func imageSourcesSpec() {
 
 		results := map[string]matrix.Result{}
 		DeferCleanup(func() { writeJSON(filepath.Join(outDir, "image-sources.json"), results) })
-		cat, err := catalog.Load()
-		Expect(err).NotTo(HaveOccurred())
 		for _, src := range []string{"import", "pull-through"} {
 			By("a cell on the " + src + "ed image")
 			s, err := scenario.Load(filepath.Join(root, "e2e", "testdata", "image-"+src+".yaml"), cat, root)
 			Expect(err).NotTo(HaveOccurred())
+			t0 := time.Now()
 			Expect(e2.Prepare(ctx, s)).To(Succeed())
+			GinkgoWriter.Printf("prepare (%s): %s\n", src, time.Since(t0).Truncate(time.Millisecond))
 			r := e2.RunCell(ctx, s, onlyCell(s, "amd64"))
 			results[src] = r
 			GinkgoWriter.Printf("%s: %s %s %s (%s)\n", r.ID, r.Outcome, r.RootCause, r.Reason, phaseTimes(r))
@@ -119,6 +146,8 @@ func imageSourcesSpec() {
 				want = matrix.ImageSource{Image: ref, Source: images.OriginPulledThrough, Detail: up.srv.URL}
 			}
 			Expect(r.ImageSources).To(ContainElement(want), "the matrix says where the cell's CNI image came from")
+			Expect(r.NodeImage).To(HaveValue(Equal(matrix.ImageSource{Image: upstreamNode, Source: images.OriginPulledThrough, Detail: up.srv.URL})),
+				"the kind nodes booted the node image pulled through, and the matrix says so")
 		}
 
 		By("the pull-through fetched the index and, of the blobs the run lacked, only the amd64 image's, each once")
@@ -141,8 +170,9 @@ type countingRegistry struct {
 	gets []string
 }
 
-func (c *countingRegistry) handler() http.Handler {
-	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+// handler serves blobs from blobDir: a node image is too big for memory.
+func (c *countingRegistry) handler(blobDir string) http.Handler {
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithBlobHandler(registry.NewDiskBlobHandler(blobDir)))
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if i := strings.Index(req.URL.Path, "/blobs/sha256:"); i >= 0 && req.Method == http.MethodGet {
 			c.mu.Lock()

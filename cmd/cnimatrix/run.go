@@ -52,6 +52,7 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 		existing          scenario.Existing
 		pullThrough       bool
 		upstreams         []string
+		upstreamNodes     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO.yaml...",
@@ -123,7 +124,11 @@ not found, so a run works offline and says which image it lacked. With
 Calico images for a user online (cni.calico.images: upstream), audited by the
 preflight like any other. --upstream HOST=URL fetches HOST's images from URL
 instead (a company mirror) and implies --pull-through. Layers are kept in the
-cache (<cache>/pulled) for the next run; tags are resolved again every run.`,
+cache (<cache>/pulled) for the next run; tags are resolved again every run.
+--upstream-node-images boots the kind nodes from kind's own published node
+image of the cell's Kubernetes version (kindest/node:<version>) fetched the
+same way, skipping the Kubernetes build; the matrix says which node image a
+cell booted (nodeImage). VM nodes still run the kubelet built here.`,
 		Example: `  cnimatrix run scenarios/offline-flannel.yaml
   cnimatrix run scenarios/offline-flannel.yaml --filter k8s=v1.37.2 --keep -v
   cnimatrix run scenarios/offline-flannel-upgrade.yaml
@@ -194,7 +199,7 @@ cache (<cache>/pulled) for the next run; tags are resolved again every run.`,
 			if fi, err := os.Stat(out); err == nil && !fi.IsDir() {
 				return badInput("--out %s is a file; it names the directory for the matrix files", out)
 			}
-			ups, err := pullThroughUpstreams(pullThrough, upstreams)
+			ups, err := pullThroughUpstreams(pullThrough || upstreamNodes, upstreams)
 			if err != nil {
 				return badInput("%v", err)
 			}
@@ -219,8 +224,9 @@ cache (<cache>/pulled) for the next run; tags are resolved again every run.`,
 				WorkDir:      filepath.Join(out, "clusters"),
 				Preflight:    pf,
 				Soak:         soak, SoakInterval: soakEvery, SoakMinAvailability: soakMin,
-				ReuseClusters: reuse,
-				PullThrough:   ups,
+				ReuseClusters:      reuse,
+				PullThrough:        ups,
+				UpstreamNodeImages: upstreamNodes,
 			})
 			if err != nil {
 				var he *engine.HostError
@@ -265,6 +271,7 @@ cache (<cache>/pulled) for the next run; tags are resolved again every run.`,
 	cmd.Flags().BoolVar(&existing.ReplaceCNI, "replace-cni", false, "with --kubeconfig --mode install: start though the cluster already runs a CNI")
 	cmd.Flags().StringVar(&parallel, "parallel", "1", "cells to run at once (each is a cluster: mind the cores), or auto: as many as the host's cores allow, a kind cell counting 2 cores and a cell with a QEMU VM 4 (on 2 cores: one at a time, measured fastest)")
 	cmd.Flags().BoolVar(&pullThrough, "pull-through", false, "fetch images the run neither builds nor imported from their real registries when they answer (see above)")
+	cmd.Flags().BoolVar(&upstreamNodes, "upstream-node-images", false, "boot kind nodes from kind's published node image (kindest/node:<version>, fetched through docker.io's upstream) instead of building Kubernetes here; a version it lacks is built as usual (implies --pull-through)")
 	cmd.Flags().StringArrayVar(&upstreams, "upstream", nil, "with pull-through, fetch registry HOST's images from URL: HOST=URL, e.g. docker.io=https://mirror.example.com (repeatable; implies --pull-through)")
 	cmd.Flags().StringVar(&preflight, "preflight", string(engine.PreflightWarn), "audit each cell's images for its arch before creating its cluster: warn (record, run anyway), strict (fail the cell), off")
 	cmd.Flags().DurationVar(&soak, "soak", 0, "after a cell's checks pass, keep fetching nginx across nodes for this long (e.g. 10m, 10h) and record availability and latency")

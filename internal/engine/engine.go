@@ -65,6 +65,12 @@ type Options struct {
 	// instead of answering not-found: released images for a user online,
 	// or a company mirror. Layers are kept in <cache>/pulled.
 	PullThrough images.Upstreams
+	// UpstreamNodeImages makes kind nodes boot kind's published node image
+	// (kindest/node:<version>, linux/<control plane's arch>) fetched
+	// through the pull-through's docker.io upstream, instead of building
+	// Kubernetes here; a version the upstream lacks is built as usual.
+	// Needs PullThrough with docker.io.
+	UpstreamNodeImages bool
 	// ImportedDir is the store of imported images the run pushes into its
 	// registry (default <cache>/imported, where `cnimatrix images import`
 	// puts them).
@@ -90,9 +96,10 @@ type Engine struct {
 	// the same time; two cells needing different images build in parallel.
 	builds singleflight.Group
 
-	mu         sync.Mutex        // guards the maps below, never held across a build
-	nodeImages map[string]string // k8s version/arch -> node image
-	pushed     map[string]bool   // image refs in the registry
+	mu         sync.Mutex                    // guards the maps below, never held across a build
+	nodeImages map[string]string             // k8s version/arch -> node image
+	nodeFrom   map[string]matrix.ImageSource // node image -> where it came from
+	pushed     map[string]bool               // image refs in the registry
 	pool       map[string][]*pooled
 	remaining  map[string]int // pool key -> planned cells not started yet
 	imported   []string       // images import pushed into the registry
@@ -108,6 +115,9 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	if opts.WorkDir == "" {
 		opts.WorkDir = filepath.Join(os.TempDir(), "cnimatrix")
+	}
+	if opts.UpstreamNodeImages && opts.PullThrough["docker.io"] == "" {
+		return nil, errors.New("upstream node images come through docker.io's pull-through: PullThrough has no docker.io upstream")
 	}
 	if err := kindprov.CheckDocker(ctx); err != nil {
 		return nil, &HostError{Err: err}
@@ -126,7 +136,7 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, &HostError{Err: err}
 	}
-	e := &Engine{opts: opts, log: opts.Log, cache: cache, runID: newRunID(), nodeImages: map[string]string{}, pushed: map[string]bool{}, pool: map[string][]*pooled{}, remaining: map[string]int{}}
+	e := &Engine{opts: opts, log: opts.Log, cache: cache, runID: newRunID(), nodeImages: map[string]string{}, nodeFrom: map[string]matrix.ImageSource{}, pushed: map[string]bool{}, pool: map[string][]*pooled{}, remaining: map[string]int{}}
 	// While the run lives, `cnimatrix gc` leaves what it makes alone.
 	if e.releaseRun, err = cluster.HoldRun(e.runID); err != nil {
 		return nil, &HostError{Err: err}

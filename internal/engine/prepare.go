@@ -11,6 +11,7 @@ import (
 	"github.com/cnimatrix/cnimatrix/internal/archaudit"
 	"github.com/cnimatrix/cnimatrix/internal/cluster"
 	"github.com/cnimatrix/cnimatrix/internal/images"
+	"github.com/cnimatrix/cnimatrix/internal/matrix"
 	"github.com/cnimatrix/cnimatrix/internal/scenario"
 )
 
@@ -92,12 +93,12 @@ func (e *Engine) NodeImage(ctx context.Context, k8sVersion, arch string) (string
 		return ref, nil
 	}
 	v, err, _ := e.builds.Do("node-image|"+key, func() (any, error) {
-		ref, err := e.cache.NodeImage(ctx, k8sVersion, arch)
+		ref, from, err := e.nodeImage(ctx, k8sVersion, arch)
 		if err != nil {
 			return "", fmt.Errorf("node image for Kubernetes %s/%s: %w", k8sVersion, arch, err)
 		}
 		e.mu.Lock()
-		e.nodeImages[key] = ref
+		e.nodeImages[key], e.nodeFrom[ref] = ref, from
 		e.mu.Unlock()
 		return ref, nil
 	})
@@ -105,6 +106,42 @@ func (e *Engine) NodeImage(ctx context.Context, k8sVersion, arch string) (string
 		return "", err
 	}
 	return v.(string), nil
+}
+
+// nodeImage is kind's published node image when the run asks for it and
+// the docker.io upstream has it, else the one built here.
+func (e *Engine) nodeImage(ctx context.Context, k8sVersion, arch string) (string, matrix.ImageSource, error) {
+	if e.opts.UpstreamNodeImages {
+		ref := images.UpstreamNodeImage(k8sVersion)
+		done := e.log.Phase("node image " + ref + " through the registry")
+		err := e.registry.LoadIntoDocker(ctx, ref, arch, e.log)
+		done(err)
+		if err == nil {
+			o := e.registry.OriginOf(ref)
+			if o.Source == "" {
+				o.Source = images.OriginPulledThrough
+			}
+			return ref, matrix.ImageSource{Image: ref, Source: o.Source, Detail: o.Detail}, nil
+		}
+		if ctx.Err() != nil {
+			return "", matrix.ImageSource{}, err
+		}
+		e.log.Infof("no upstream node image for Kubernetes %s (%v): building it here", k8sVersion, err)
+		ref, berr := e.cache.NodeImage(ctx, k8sVersion, arch)
+		return ref, matrix.ImageSource{Image: ref, Source: images.OriginBuilt, Detail: "no " + images.UpstreamNodeImage(k8sVersion) + " upstream"}, berr
+	}
+	ref, err := e.cache.NodeImage(ctx, k8sVersion, arch)
+	return ref, matrix.ImageSource{Image: ref, Source: images.OriginBuilt}, err
+}
+
+// nodeImageSource says where a node image came from.
+func (e *Engine) nodeImageSource(ref string) *matrix.ImageSource {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if src, ok := e.nodeFrom[ref]; ok {
+		return &src
+	}
+	return nil
 }
 
 // PushImages builds the workload images and the offline CNI's images (for

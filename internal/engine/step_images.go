@@ -19,6 +19,7 @@ var stepImages = Step{Name: "images", Infra: true, Run: func(ctx context.Context
 	}
 	// The nodes that boot from a disk have the harness's images in it.
 	c.nodeImage, c.preload = nodes.NodeImage, nodes.Preload
+	c.result.NodeImage = e.nodeImageSource(nodes.NodeImage)
 	if err := e.PushImages(ctx, p.scenario); err != nil {
 		return StepResult{Err: err}
 	}

@@ -78,28 +78,50 @@ type nodeImageInputs struct {
 // is cnimatrix/kind-node:<k8sVersion>-<key of all inputs>. When the image is
 // already in Docker (same image ID) nothing is built or loaded.
 func (c *Cache) NodeImage(ctx context.Context, k8sVersion, arch string) (ref string, err error) {
+	ref, dir, err := c.nodeImageDir(ctx, k8sVersion, arch)
+	if err != nil {
+		return "", err
+	}
+	if err := c.loadNodeImage(ctx, dir, ref); err != nil {
+		return "", fmt.Errorf("node image %s %s: %w", k8sVersion, arch, err)
+	}
+	return ref, nil
+}
+
+// NodeImageContent is the image NodeImage loads into Docker (built first
+// when it is not cached), for a test's registry standing in for docker.io's
+// kindest/node.
+func (c *Cache) NodeImageContent(ctx context.Context, k8sVersion, arch string) (v1.Image, error) {
+	_, dir, err := c.nodeImageDir(ctx, k8sVersion, arch)
+	if err != nil {
+		return nil, err
+	}
+	img, _, err := assembleNodeImage(dir)
+	return img, err
+}
+
+// nodeImageDir builds the node image's layer (or finds it cached) and says
+// its reference and cache folder.
+func (c *Cache) nodeImageDir(ctx context.Context, k8sVersion, arch string) (ref, dir string, err error) {
 	if arch == "" {
 		arch = runtime.GOARCH
 	}
 	in, err := c.nodeImageInputs(ctx, k8sVersion, arch)
 	if err != nil {
-		return "", fmt.Errorf("node image %s %s: %w", k8sVersion, arch, err)
+		return "", "", fmt.Errorf("node image %s %s: %w", k8sVersion, arch, err)
 	}
 	key := Key(in)
 	ref = fmt.Sprintf("%s:%s-%s", NodeImageRepo, k8sVersion, key)
-	dir, err := c.DoLocked(ctx, "nodeimage", "kind-node-"+k8sVersion+"-"+arch, key, func(ctx context.Context, dir string) error {
+	dir, err = c.DoLocked(ctx, "nodeimage", "kind-node-"+k8sVersion+"-"+arch, key, func(ctx context.Context, dir string) error {
 		done := c.Log.Phase(fmt.Sprintf("build kind node image %s %s", k8sVersion, arch))
 		err := c.buildNodeImage(ctx, in, ref, dir)
 		done(err)
 		return err
 	})
 	if err != nil {
-		return "", fmt.Errorf("node image %s %s: %w", k8sVersion, arch, err)
+		return "", "", fmt.Errorf("node image %s %s: %w", k8sVersion, arch, err)
 	}
-	if err := c.loadNodeImage(ctx, dir, ref); err != nil {
-		return "", fmt.Errorf("node image %s %s: %w", k8sVersion, arch, err)
-	}
-	return ref, nil
+	return ref, dir, nil
 }
 
 // nodeImageInputs builds (or finds cached) every part of the image. All of
@@ -748,44 +770,13 @@ func assembleNodeImage(dir string) (v1.Image, *nodeImageMeta, error) {
 
 // loadNodeImage makes sure Docker has the image under ref, with the image ID
 // (config digest) built here; otherwise it streams the image into
-// `docker load` without writing a tarball.
-func (c *Cache) loadNodeImage(ctx context.Context, dir, ref string) (err error) {
+// `docker load`.
+func (c *Cache) loadNodeImage(ctx context.Context, dir, ref string) error {
 	img, _, err := assembleNodeImage(dir)
 	if err != nil {
 		return err
 	}
-	id, err := img.ConfigName()
-	if err != nil {
-		return err
-	}
-	if out, err := hostcmd.RunOutput(ctx, "docker", "image", "inspect", "--format", "{{.Id}}", ref); err == nil && strings.TrimSpace(string(out)) == id.String() {
-		c.Log.Debugf("node image %s already loaded", ref)
-		return nil
-	}
-	done := c.Log.Phase("docker load " + ref)
-	defer func() { done(err) }()
-	tag, err := name.NewTag(ref)
-	if err != nil {
-		return err
-	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(tarball.Write(tag, img, pw)) }()
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "docker", "load")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = pr, io.Discard, &stderr
-	err = cmd.Run()
-	pr.CloseWithError(errors.New("docker load ended"))
-	if err != nil {
-		return fmt.Errorf("docker load %s: %w: %s", ref, err, hostcmd.LastLines(stderr.String(), 10))
-	}
-	out, err := hostcmd.RunOutput(ctx, "docker", "image", "inspect", "--format", "{{.Id}}", ref)
-	if err != nil {
-		return err
-	}
-	if got := strings.TrimSpace(string(out)); got != id.String() {
-		return fmt.Errorf("docker has %s as %s after load, want %s", ref, got, id)
-	}
-	return nil
+	return DockerLoad(ctx, ref, img, c.Log)
 }
 
 // nodeCopyInto copies host file src to rel inside root with mode, creating

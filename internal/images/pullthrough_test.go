@@ -1,11 +1,14 @@
 package images
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -237,5 +240,46 @@ func TestParseUpstream(t *testing.T) {
 		if _, _, err := ParseUpstream(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// LoadIntoDocker (run --upstream-node-images) loads the host arch's image
+// of a multi-arch index through the pull-through into a real Docker
+// engine, and refuses an index without that arch.
+func TestLoadIntoDockerThroughPullThrough(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Docker")
+	}
+	if err := exec.Command("docker", "info").Run(); err != nil {
+		t.Skipf("no Docker engine: %v", err)
+	}
+	ctx := context.Background()
+	up := startFakeUpstream(t)
+	tag := fmt.Sprintf("v0.0.%d", time.Now().UnixNano())
+	idx := storeTestIndex(t, "node")
+	up.push(t, "cnimatrix/loadthrough:"+tag, idx)
+	r := startTestRegistry(t, RegistryPullThrough(Upstreams{"docker.io": up.srv.URL}, t.TempDir()))
+	ref := "docker.io/cnimatrix/loadthrough:" + tag
+	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", ref).Run() })
+	if err := r.LoadIntoDocker(ctx, ref, "amd64", ociTestCache(t, t.TempDir()).Log); err != nil {
+		t.Fatal(err)
+	}
+	amd, _ := ImageForPlatform(idx, "amd64")
+	cn, _ := amd.ConfigName()
+	out, err := exec.Command("docker", "image", "inspect", "--format", "{{.Id}} {{.Architecture}}", ref).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(out)); got != cn.String()+" amd64" {
+		t.Errorf("docker has %q, want %s amd64", got, cn)
+	}
+	if o := r.OriginOf(ref); o.Source != OriginPulledThrough || o.Detail != up.srv.URL {
+		t.Errorf("OriginOf(%s) = %+v", ref, o)
+	}
+	if err := r.LoadIntoDocker(ctx, ref, "riscv64", nil); err == nil {
+		t.Error("an index without linux/riscv64 was loaded as riscv64")
+	}
+	if err := r.LoadIntoDocker(ctx, "docker.io/cnimatrix/loadthrough:absent", "amd64", nil); err == nil {
+		t.Error("an image no upstream has was loaded")
 	}
 }

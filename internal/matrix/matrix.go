@@ -147,6 +147,10 @@ type Result struct {
 	// ImageSources say, per image of the CNI's manifest, where the run's
 	// registry got what the nodes ran under that name.
 	ImageSources []ImageSource `json:"imageSources,omitempty"`
+	// NodeImage is the kind node image the cell's kind nodes booted and
+	// where it came from: built here, or kind's published one pulled
+	// through (run --upstream-node-images).
+	NodeImage *ImageSource `json:"nodeImage,omitempty"`
 	// ManifestPin says how a downloaded manifest was pinned: "pinned" (the
 	// catalog) or "trusted-on-first-use" (the user's lock); empty for
 	// local files.

@@ -123,8 +123,10 @@ type htmlRow struct {
 type htmlCell struct {
 	matrix.Cell
 	ID, Anchor, Outcome, Fidelity, Images, ManifestPin, RootCause, Reason string
-	// ImageSources: "quay.io/calico/node:v3.32.1: pulled-through from https://quay.io".
+	// ImageSources: "quay.io/calico/node:v3.32.1: pulled-through from
+	// https://quay.io"; NodeImage says the same of the kind node image.
 	ImageSources                                []string
+	NodeImage                                   string
 	Duration, ClusterName, Installed, Artifacts string
 	ArtifactsURL                                template.URL
 	Phases                                      []htmlPhase
@@ -273,6 +275,9 @@ func newHTMLCell(r matrix.Result, pageDir string) *htmlCell {
 		ClusterName:  r.ClusterName,
 		Installed:    r.Installed,
 		Artifacts:    r.Artifacts,
+	}
+	if r.NodeImage != nil {
+		c.NodeImage = r.NodeImage.Image + ": " + imageSourceText(*r.NodeImage)
 	}
 	if c.ID == "" {
 		c.ID = r.Cell.ID()
@@ -555,6 +560,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <dt>Kubernetes</dt><dd>{{.Kubernetes}} · {{.Arch}} · {{.Provider}}</dd>
 {{if .Fidelity}}<dt>Fidelity</dt><dd>{{.Fidelity}}</dd>
 {{end}}{{if .Images}}<dt>CNI images</dt><dd class="images">{{.Images}}</dd>
+{{end}}{{if .NodeImage}}<dt>Node image</dt><dd class="node-image"><code>{{.NodeImage}}</code></dd>
 {{end}}{{if .ImageSources}}<dt>Image sources</dt><dd class="image-sources"><ul>{{range .ImageSources}}<li><code>{{.}}</code></li>{{end}}</ul></dd>
 {{end}}{{if .ManifestPin}}<dt>Manifest</dt><dd class="manifest-pin">{{.ManifestPin}}</dd>
 {{end}}{{if .Tested}}<dt>Upstream tested</dt><dd class="tested" data-range="{{.Range}}">Kubernetes {{.Tested}}{{if eq .Range "outside"}} (this cell is outside it){{else}} (this cell is inside it){{end}}</dd>

@@ -62,10 +62,13 @@ func Markdown(w io.Writer, m *matrix.Matrix) error {
 		if r.Installed != "" {
 			fmt.Fprintf(&b, "CNI found installed on the cluster: %s\n\n", mdEscape(r.Installed))
 		}
+		if r.NodeImage != nil {
+			fmt.Fprintf(&b, "- node image `%s`: %s\n", r.NodeImage.Image, imageSourceText(*r.NodeImage))
+		}
 		for _, src := range r.ImageSources {
 			fmt.Fprintf(&b, "- image `%s`: %s\n", src.Image, imageSourceText(src))
 		}
-		if len(r.ImageSources) > 0 {
+		if len(r.ImageSources) > 0 || r.NodeImage != nil {
 			b.WriteString("\n")
 		}
 		if r.ClusterName != "" || r.Artifacts != "" {

@@ -82,6 +82,7 @@ func TestReportsShowImageSources(t *testing.T) {
 	m := &matrix.Matrix{Schema: matrix.SchemaVersion, Scenario: "s", Results: []matrix.Result{{
 		Cell: matrix.Cell{CNI: "calico", CNIVersion: "v3.32.1", Kubernetes: "v1.37.2", Arch: "amd64", Provider: "kind"},
 		ID:   "calico-v3.32.1_k8s-v1.37.2_amd64_kind", Outcome: matrix.Pass, Images: matrix.ImagesUpstream,
+		NodeImage: &matrix.ImageSource{Image: "docker.io/kindest/node:v1.37.2", Source: "pulled-through", Detail: "https://index.docker.io"},
 		ImageSources: []matrix.ImageSource{
 			{Image: "quay.io/calico/node:v3.32.1", Source: "pulled-through", Detail: "https://quay.io"},
 			{Image: "quay.io/calico/cni:v3.32.1", Source: "imported", Detail: "/data/calico-cni.tar"},
@@ -99,6 +100,7 @@ func TestReportsShowImageSources(t *testing.T) {
 		"quay.io/calico/node:v3.32.1`: pulled-through from https://quay.io",
 		"quay.io/calico/cni:v3.32.1`: imported (/data/calico-cni.tar)",
 		"quay.io/calico/kube-controllers:v3.32.1`: missing",
+		"node image `docker.io/kindest/node:v1.37.2`: pulled-through from https://index.docker.io",
 	} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md.String())
@@ -106,5 +108,8 @@ func TestReportsShowImageSources(t *testing.T) {
 	}
 	if !strings.Contains(html.String(), "<li><code>quay.io/calico/node:v3.32.1: pulled-through from https://quay.io</code></li>") {
 		t.Errorf("HTML lacks the image sources")
+	}
+	if !strings.Contains(html.String(), "<dt>Node image</dt><dd class=\"node-image\"><code>docker.io/kindest/node:v1.37.2: pulled-through from https://index.docker.io</code></dd>") {
+		t.Errorf("HTML lacks the node image")
 	}
 }

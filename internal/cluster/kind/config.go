@@ -103,6 +103,25 @@ var restrictOOMPatches = []string{
 // files (config_path of the CRI registry config in the node image).
 const registryCertsPath = "/etc/containerd/certs.d"
 
+// registryConfigPathPatches make containerd read its registry hosts from
+// registryCertsPath on a node image not built here (kind's published
+// kindest/node): ours says so in its own config. One per config version,
+// as for restrictOOMPatches.
+var registryConfigPathPatches = []string{
+	`version = 2
+[plugins."io.containerd.grpc.v1.cri".registry]
+  config_path = "` + registryCertsPath + `"
+`,
+	`version = 3
+[plugins."io.containerd.cri.v1.images".registry]
+  config_path = "` + registryCertsPath + `"
+`,
+	`version = 4
+[plugins."io.containerd.cri.v1.images".registry]
+  config_path = "` + registryCertsPath + `"
+`,
+}
+
 // buildConfig turns a cluster spec into kind's v1alpha4 configuration.
 // certsDir, when not empty, is a host directory of containerd hosts.toml
 // files mounted read-only into every node at registryCertsPath.
@@ -145,6 +164,9 @@ func buildConfig(spec cluster.Spec, facts HostFacts, certsDir string) (*v1alpha4
 	}
 	if facts.NoSysResource {
 		cfg.ContainerdConfigPatches = append(cfg.ContainerdConfigPatches, restrictOOMPatches...)
+	}
+	if certsDir != "" && !strings.HasPrefix(spec.NodeImage, images.NodeImageRepo+":") {
+		cfg.ContainerdConfigPatches = append(cfg.ContainerdConfigPatches, registryConfigPathPatches...)
 	}
 	return cfg, nil
 }

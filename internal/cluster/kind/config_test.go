@@ -201,3 +201,42 @@ func TestWriteMirrorHosts(t *testing.T) {
 		}
 	}
 }
+
+// A node image not built here (kind's kindest/node) is told where the
+// registry hosts are; one of ours says so in its own containerd config.
+func TestBuildConfigRegistryPathForUpstreamNodeImages(t *testing.T) {
+	certs := t.TempDir()
+	for _, tc := range []struct {
+		image string
+		want  bool
+	}{
+		{"cnimatrix/kind-node:v1.37.2-test", false},
+		{"docker.io/kindest/node:v1.37.2", true},
+	} {
+		spec := testSpec()
+		spec.NodeImage = tc.image
+		cfg, err := buildConfig(spec, HostFacts{}, certs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg = roundTrip(t, cfg)
+		versions := map[int64]bool{}
+		for _, p := range cfg.ContainerdConfigPatches {
+			var doc map[string]any
+			if _, err := toml.Decode(p, &doc); err != nil {
+				t.Fatalf("containerd patch is not TOML: %v\n%s", err, p)
+			}
+			section := map[int64]string{2: "io.containerd.grpc.v1.cri", 3: "io.containerd.cri.v1.images", 4: "io.containerd.cri.v1.images"}[doc["version"].(int64)]
+			plugins, _ := doc["plugins"].(map[string]any)
+			sec, _ := plugins[section].(map[string]any)
+			reg, _ := sec["registry"].(map[string]any)
+			if reg["config_path"] != registryCertsPath {
+				t.Errorf("%s: patch for version %v lacks %s.registry.config_path:\n%s", tc.image, doc["version"], section, p)
+			}
+			versions[doc["version"].(int64)] = true
+		}
+		if got := len(versions) == 3; got != tc.want {
+			t.Errorf("%s: registry config_path patches for versions %v, want all three: %v", tc.image, versions, tc.want)
+		}
+	}
+}
