@@ -160,6 +160,28 @@ func workloadNeedDocker(t *testing.T) {
 	}
 }
 
+// publishedOnLoopback makes testcontainers-go reach published ports on
+// 127.0.0.1 when the Docker engine runs on this machine. Seeing /.dockerenv
+// (which a machine image built from a container image keeps), it would
+// otherwise think the tests run in a container beside the engine and dial
+// the default gateway, where nothing listens. A TESTCONTAINERS_HOST_OVERRIDE
+// set by the user wins.
+func publishedOnLoopback(t *testing.T) {
+	if _, set := os.LookupEnv("TESTCONTAINERS_HOST_OVERRIDE"); set {
+		return
+	}
+	if h := os.Getenv("DOCKER_HOST"); h != "" && !strings.HasPrefix(h, "unix://") {
+		return
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/comm")
+	for _, p := range procs {
+		if b, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(b)) == "dockerd" {
+			t.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+			return
+		}
+	}
+}
+
 // workloadLoad loads the arch variant of ii into Docker under tag.
 func workloadLoad(t *testing.T, c *Cache, ii v1.ImageIndex, arch, tag string) {
 	t.Helper()
@@ -183,6 +205,7 @@ func TestWorkloadImagesInDocker(t *testing.T) {
 	c := workloadTestCache(t)
 	workloadNeedDocker(t)
 	t.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	publishedOnLoopback(t)
 	imgs, err := c.WorkloadImages(context.Background(), []string{"amd64", "arm64"})
 	if err != nil {
 		t.Fatal(err)
