@@ -84,6 +84,7 @@ func imageSourcesSpec() {
 		// cached by an earlier run is not fetched again.
 		upstreamIdx, extra := withRunLayer(flannel)
 		up := &countingRegistry{}
+		Expect(os.MkdirAll(filepath.Join(dir, "upstream-blobs"), 0o755)).To(Succeed())
 		up.srv = httptest.NewServer(up.handler(filepath.Join(dir, "upstream-blobs")))
 		DeferCleanup(up.srv.Close)
 		upHost := strings.TrimPrefix(up.srv.URL, "http://")
