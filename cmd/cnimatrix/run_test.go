@@ -169,7 +169,7 @@ func TestRunDryRunPrintsPlansWithoutDocker(t *testing.T) {
 		"flannel-v0.28.10_k8s-v1.37.2_arm64_qemu",
 		"control plane amd64 (kind node), 1 worker(s) arm64 (QEMU VM); Kubernetes v1.37.2",
 		"kube-flannel.yaml (local file)",
-		"image:    docker.io/cnimatrix/flannel:v0.28.10: pulled through the run's registry",
+		"image:    docker.io/cnimatrix/flannel:v0.28.10: from the run's registry: built here, imported",
 		"CNIWorkloadArch",
 		"expect:   pass",
 	} {
