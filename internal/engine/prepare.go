@@ -19,8 +19,13 @@ import (
 // need and pushes the pulled ones into the run's registry. It is the
 // "images" step done once for all cells.
 func (e *Engine) Prepare(ctx context.Context, s *scenario.Scenario) error {
+	return e.PrepareCells(ctx, s, s.Cells())
+}
+
+// PrepareCells is Prepare for the cells of s that will run.
+func (e *Engine) PrepareCells(ctx context.Context, s *scenario.Scenario, cells []matrix.Cell) error {
 	runs := false
-	for _, c := range s.Cells() {
+	for _, c := range cells {
 		p := e.planCell(s, c)
 		if p.provider == nil || p.skip != nil {
 			continue // no cluster: no node image, no disk

@@ -148,20 +148,21 @@ func (s *Suite) Plans() ([]engine.CellPlan, error) {
 // Prepare builds (or finds cached) what every scenario's cells need and
 // tells the engine which cells will run, so a reused cluster's last cell
 // deletes it at once.
+//
+// Only the selected cells count: a --filter arch=amd64 run builds no VM
+// disk for the scenario's arm64 cells.
 func (s *Suite) Prepare(ctx context.Context, eng *engine.Engine) error {
+	selected := map[*scenario.Scenario][]matrix.Cell{}
+	for _, c := range s.Cells {
+		selected[c.Scenario] = append(selected[c.Scenario], c.Cell)
+	}
 	for _, sc := range s.Scenarios {
-		if err := eng.Prepare(ctx, sc); err != nil {
+		if err := eng.PrepareCells(ctx, sc, selected[sc]); err != nil {
 			return fmt.Errorf("images for %s: %w", sc.Name, err)
 		}
 	}
 	for _, sc := range s.Scenarios {
-		var cells []matrix.Cell
-		for _, c := range s.Cells {
-			if c.Scenario == sc {
-				cells = append(cells, c.Cell)
-			}
-		}
-		eng.PlanReuse(sc, cells)
+		eng.PlanReuse(sc, selected[sc])
 	}
 	return nil
 }
