@@ -149,6 +149,16 @@ func Run(ctx context.Context, t Target) ([]Step, error) {
 		err := deleteObjects(ctx, t.Config, custom)
 		record("delete", "custom resources", t0, refs(custom), err)
 	}
+	// The CNI's own workloads on the pod network (calico-kube-controllers)
+	// go while the CNI can still tear their pods' networks down: deleted
+	// with calico-node and its RBAC, such a pod stays Terminating (the
+	// CNI plugin's DEL fails) and its Deployment never goes.
+	podNet, rest := splitPodNetwork(rest)
+	if len(podNet) > 0 {
+		t0 := time.Now()
+		err := deleteObjects(ctx, t.Config, podNet)
+		record("delete", "pod-network workloads", t0, refs(podNet), err)
+	}
 	t0 := time.Now()
 	err := deleteObjects(ctx, t.Config, rest)
 	record("delete", "CNI objects", t0, fmt.Sprintf("%d objects", len(rest)), err)
@@ -362,6 +372,23 @@ func splitCustom(objs []*unstructured.Unstructured) (custom, rest []*unstructure
 		}
 	}
 	return custom, rest
+}
+
+// splitPodNetwork separates the workloads whose pods are on the pod network
+// (not hostNetwork) from the rest.
+func splitPodNetwork(objs []*unstructured.Unstructured) (podNet, rest []*unstructured.Unstructured) {
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "Deployment", "StatefulSet", "ReplicaSet", "DaemonSet", "Job":
+			host, _, _ := unstructured.NestedBool(o.Object, "spec", "template", "spec", "hostNetwork")
+			if !host {
+				podNet = append(podNet, o)
+				continue
+			}
+		}
+		rest = append(rest, o)
+	}
+	return podNet, rest
 }
 
 func refs(objs []*unstructured.Unstructured) string {

@@ -4,7 +4,9 @@ import (
 	"os"
 	"testing"
 
+	"github.com/cnimatrix/cnimatrix/internal/calicodata"
 	"github.com/cnimatrix/cnimatrix/internal/install"
+	"github.com/cnimatrix/cnimatrix/internal/repo"
 )
 
 func TestSplitCustomPutsTheOperatorsResourcesFirst(t *testing.T) {
@@ -42,5 +44,31 @@ func TestKubernetesKeys(t *testing.T) {
 		if got := kubernetesKey(k); got != want {
 			t.Errorf("%s: %v, want %v", k, got, want)
 		}
+	}
+}
+
+// Of the real v3.32.1 calico.yaml, only calico-kube-controllers runs on
+// the pod network: it is deleted before calico-node, which must still be
+// there to tear its pod's network down.
+func TestSplitPodNetworkOfRealCalico(t *testing.T) {
+	root, err := repo.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := calicodata.FindForTest(t, root)
+	data, err := os.ReadFile(d.ManifestPath("v3.32.1", "calico.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := install.ParseManifest(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	podNet, rest := splitPodNetwork(objs)
+	if got := refs(podNet); got != "Deployment kube-system/calico-kube-controllers" {
+		t.Errorf("pod-network workloads: %q", got)
+	}
+	if len(podNet)+len(rest) != len(objs) {
+		t.Errorf("%d + %d objects, want %d", len(podNet), len(rest), len(objs))
 	}
 }
