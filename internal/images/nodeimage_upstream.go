@@ -3,9 +3,7 @@ package images
 import (
 	"context"
 	"fmt"
-	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -26,8 +24,7 @@ func (r *Registry) LoadIntoDocker(ctx context.Context, ref, arch string, lg *log
 	if err != nil {
 		return err
 	}
-	up, rest, _ := strings.Cut(cref, "/")
-	local, err := name.ParseReference(r.pushHost+"/"+MirrorPath(up)+"/"+rest, name.Insecure)
+	local, err := r.localRef(cref)
 	if err != nil {
 		return fmt.Errorf("%s: %w", cref, err)
 	}

@@ -247,12 +247,7 @@ func TestParseUpstream(t *testing.T) {
 // of a multi-arch index through the pull-through into a real Docker
 // engine, and refuses an index without that arch.
 func TestLoadIntoDockerThroughPullThrough(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs Docker")
-	}
-	if err := exec.Command("docker", "info").Run(); err != nil {
-		t.Skipf("no Docker engine: %v", err)
-	}
+	needDocker(t)
 	ctx := context.Background()
 	up := startFakeUpstream(t)
 	tag := fmt.Sprintf("v0.0.%d", time.Now().UnixNano())

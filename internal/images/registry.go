@@ -210,8 +210,7 @@ func (r *Registry) push(ctx context.Context, upstreamRef string, obj ImageOrInde
 	if err != nil {
 		return fmt.Errorf("registry push: %w", err)
 	}
-	up, rest, _ := strings.Cut(cref, "/")
-	target, err := name.ParseReference(r.pushHost+"/"+MirrorPath(up)+"/"+rest, name.Insecure)
+	target, err := r.localRef(cref)
 	if err != nil {
 		return fmt.Errorf("registry push %s: %w", cref, err)
 	}
@@ -232,6 +231,13 @@ func (r *Registry) push(ctx context.Context, upstreamRef string, obj ImageOrInde
 	}
 	r.log.Debugf("registry: pushed %s as %s", cref, target)
 	return nil
+}
+
+// localRef is where the registry serves the canonical upstream reference
+// cref ("docker.io/cnimatrix/nginx:1.22"): <addr>/docker.io/cnimatrix/nginx:1.22.
+func (r *Registry) localRef(cref string) (name.Reference, error) {
+	up, rest, _ := strings.Cut(cref, "/")
+	return name.ParseReference(r.pushHost+"/"+MirrorPath(up)+"/"+rest, name.Insecure)
 }
 
 // regPushAgent marks Push's own requests, whose "does it exist yet?"

@@ -190,12 +190,7 @@ func TestCachedImage(t *testing.T) {
 }
 
 func TestDockerLoad(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs Docker")
-	}
-	if err := exec.Command("docker", "info").Run(); err != nil {
-		t.Skipf("no Docker engine: %v", err)
-	}
+	needDocker(t)
 	ctx := context.Background()
 	ref := fmt.Sprintf("docker.io/cnimatrix/loadtest:%d", time.Now().UnixNano())
 	img, err := ImageForPlatform(storeTestIndex(t, ref), "amd64")
@@ -254,5 +249,17 @@ func TestStoreConcurrentPuts(t *testing.T) {
 		if _, err := s.Get(r); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// needDocker skips a test that needs a running Docker engine under -short
+// or without one.
+func needDocker(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs Docker")
+	}
+	if err := exec.Command("docker", "info").Run(); err != nil {
+		t.Skipf("no Docker engine: %v", err)
 	}
 }

@@ -4,20 +4,15 @@ import (
 	"os"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/cnimatrix/cnimatrix/internal/calicodata"
 	"github.com/cnimatrix/cnimatrix/internal/install"
 	"github.com/cnimatrix/cnimatrix/internal/repo"
 )
 
 func TestSplitCustomPutsTheOperatorsResourcesFirst(t *testing.T) {
-	data, err := os.ReadFile("../calico/testdata/tigera-operator-v3.28-shaped.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := install.ParseManifest(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	objs := manifestObjects(t, "../calico/testdata/tigera-operator-v3.28-shaped.yaml")
 	custom, rest := splitCustom(objs)
 	if len(custom) != 2 || custom[0].GetKind() != "Installation" || custom[1].GetKind() != "APIServer" {
 		t.Errorf("custom resources: %s", refs(custom))
@@ -56,14 +51,7 @@ func TestSplitPodNetworkOfRealCalico(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := calicodata.FindForTest(t, root)
-	data, err := os.ReadFile(d.ManifestPath("v3.32.1", "calico.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := install.ParseManifest(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	objs := manifestObjects(t, d.ManifestPath("v3.32.1", "calico.yaml"))
 	podNet, rest := splitPodNetwork(objs)
 	if got := refs(podNet); got != "Deployment kube-system/calico-kube-controllers" {
 		t.Errorf("pod-network workloads: %q", got)
@@ -71,4 +59,17 @@ func TestSplitPodNetworkOfRealCalico(t *testing.T) {
 	if len(podNet)+len(rest) != len(objs) {
 		t.Errorf("%d + %d objects, want %d", len(podNet), len(rest), len(objs))
 	}
+}
+
+func manifestObjects(t *testing.T, path string) []*unstructured.Unstructured {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := install.ParseManifest(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
 }

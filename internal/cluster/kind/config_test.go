@@ -74,15 +74,11 @@ func TestBuildConfigHostFacts(t *testing.T) {
 				}
 			}
 			for _, p := range cfg.ContainerdConfigPatches {
-				var doc map[string]any
-				if _, err := toml.Decode(p, &doc); err != nil {
-					t.Fatalf("containerd patch is not TOML: %v\n%s", err, p)
-				}
-				section := map[int64]string{2: "io.containerd.grpc.v1.cri", 3: "io.containerd.cri.v1.runtime", 4: "io.containerd.cri.v1.runtime"}[doc["version"].(int64)]
-				plugins, _ := doc["plugins"].(map[string]any)
+				version, plugins := decodePatch(t, p)
+				section := map[int64]string{2: "io.containerd.grpc.v1.cri", 3: "io.containerd.cri.v1.runtime", 4: "io.containerd.cri.v1.runtime"}[version]
 				cri, _ := plugins[section].(map[string]any)
 				if cri["restrict_oom_score_adj"] != true {
-					t.Errorf("patch for version %v lacks %s.restrict_oom_score_adj = true:\n%s", doc["version"], section, p)
+					t.Errorf("patch for version %v lacks %s.restrict_oom_score_adj = true:\n%s", version, section, p)
 				}
 			}
 		})
@@ -222,21 +218,30 @@ func TestBuildConfigRegistryPathForUpstreamNodeImages(t *testing.T) {
 		cfg = roundTrip(t, cfg)
 		versions := map[int64]bool{}
 		for _, p := range cfg.ContainerdConfigPatches {
-			var doc map[string]any
-			if _, err := toml.Decode(p, &doc); err != nil {
-				t.Fatalf("containerd patch is not TOML: %v\n%s", err, p)
-			}
-			section := map[int64]string{2: "io.containerd.grpc.v1.cri", 3: "io.containerd.cri.v1.images", 4: "io.containerd.cri.v1.images"}[doc["version"].(int64)]
-			plugins, _ := doc["plugins"].(map[string]any)
+			version, plugins := decodePatch(t, p)
+			section := map[int64]string{2: "io.containerd.grpc.v1.cri", 3: "io.containerd.cri.v1.images", 4: "io.containerd.cri.v1.images"}[version]
 			sec, _ := plugins[section].(map[string]any)
 			reg, _ := sec["registry"].(map[string]any)
 			if reg["config_path"] != registryCertsPath {
-				t.Errorf("%s: patch for version %v lacks %s.registry.config_path:\n%s", tc.image, doc["version"], section, p)
+				t.Errorf("%s: patch for version %v lacks %s.registry.config_path:\n%s", tc.image, version, section, p)
 			}
-			versions[doc["version"].(int64)] = true
+			versions[version] = true
 		}
 		if got := len(versions) == 3; got != tc.want {
 			t.Errorf("%s: registry config_path patches for versions %v, want all three: %v", tc.image, versions, tc.want)
 		}
 	}
+}
+
+// decodePatch reads a containerd config patch: its version and its plugins
+// table.
+func decodePatch(t *testing.T, p string) (int64, map[string]any) {
+	t.Helper()
+	var doc map[string]any
+	if _, err := toml.Decode(p, &doc); err != nil {
+		t.Fatalf("containerd patch is not TOML: %v\n%s", err, p)
+	}
+	version, _ := doc["version"].(int64)
+	plugins, _ := doc["plugins"].(map[string]any)
+	return version, plugins
 }
